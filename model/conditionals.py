@@ -1,0 +1,68 @@
+"""The three learned conditionals of the generative model (SPEC §2), one class each.
+
+Each ``forward`` returns the distribution of its variable given its parents, with the image
+event dims (C, H, W) declared, so that a ``pyro.sample`` statement can use it directly.
+"""
+
+import math
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from model.networks import DiagonalGaussian, features, mlp
+
+
+class IsotropicGaussianImage(nn.Module):
+    """N(mean(h), γ²·I) over an image of shape ``image_shape``; γ > 0 a learned scalar (seed eq. 11).
+
+    γ = γ_min + exp(ρ): the floor γ_min (a buffer, saved with the model) keeps the likelihood
+    bounded, so γ cannot collapse to 0; on the log scale Adam moves γ by relative steps.
+    """
+
+    def __init__(self, in_features, image_shape, hidden, depth, gamma_init=0.1, gamma_min=1e-3):
+        super().__init__()
+        if not 0 < gamma_min < gamma_init:
+            raise ValueError(f"need 0 < gamma_min < gamma_init, got {gamma_min}, {gamma_init}")
+        self.image_shape = tuple(image_shape)
+        self.net = mlp(in_features, math.prod(self.image_shape), hidden, depth)
+        self.register_buffer("gamma_min", torch.tensor(float(gamma_min)))
+        self.rho = nn.Parameter(torch.tensor(gamma_init - gamma_min).log())  # γ starts at γ_init
+
+    @property
+    def gamma(self) -> torch.Tensor:
+        return self.gamma_min + self.rho.exp()
+
+    def mean(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(h)).unflatten(-1, self.image_shape)
+
+    def forward(self, h: torch.Tensor) -> dist.Independent:
+        return dist.Normal(self.mean(h), self.gamma).to_event(3)
+
+
+class PYGivenU(IsotropicGaussianImage):
+    """p(y | u) = N(ŷ(u), γ₂²·I) over the k_y pixels of the LR image."""
+
+    def __init__(self, latent_u, y_shape, hidden, depth, **gamma):
+        super().__init__(latent_u, y_shape, hidden, depth, **gamma)
+
+
+class PXGivenYZ(IsotropicGaussianImage):
+    """p(x | y, z) = N(x̂(y, z), γ₁²·I) over the k_x pixels of the HR image."""
+
+    def __init__(self, y_shape, latent_z, x_shape, hidden, depth, **gamma):
+        super().__init__(math.prod(y_shape) + latent_z, x_shape, hidden, depth, **gamma)
+
+    def forward(self, y, z):
+        return super().forward(features(y.flatten(-3), z))
+
+
+class PZGivenYU(nn.Module):
+    """p(z | y, u) = N(μ(y, u), diag σ²(y, u)): the learned conditional prior of the detail code."""
+
+    def __init__(self, y_shape, latent_u, latent_z, hidden, depth):
+        super().__init__()
+        self.gaussian = DiagonalGaussian(math.prod(y_shape) + latent_u, latent_z, hidden, depth)
+
+    def forward(self, y, u):
+        return self.gaussian(features(y.flatten(-3), u))

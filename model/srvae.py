@@ -1,0 +1,66 @@
+"""The super-resolution VAE as a Pyro model (SPEC §2, seed eq. 2)."""
+
+import math
+
+import pyro
+from torch import nn
+
+from model.conditionals import PXGivenYZ, PYGivenU, PZGivenYU
+
+
+def lr_shape(x_shape, scale: int) -> tuple:
+    """Shape of y = d(x): (C, H/s, W/s) (SPEC §1)."""
+    c, h, w = x_shape
+    if h % scale or w % scale:
+        raise ValueError(f"image size {h}×{w} is not divisible by the scale {scale}")
+    return (c, h // scale, w // scale)
+
+
+class SRVAE(nn.Module):
+    """p(x, y, z, u) = p(x | y, z) · p(z | y, u) · p(y | u) · p(u).
+
+    ``p_u`` is a prior module (``model.priors``); the three conditionals are learned.
+    """
+
+    def __init__(self, x_shape, prior: nn.Module, latent_u=4, latent_z=8, scale=2,
+                 hidden=256, depth=2, gamma_init=0.1, gamma_min=1e-3):
+        super().__init__()
+        self.x_shape = tuple(x_shape)
+        self.y_shape = lr_shape(self.x_shape, scale)
+        self.latent_u, self.latent_z = latent_u, latent_z
+        gamma = {"gamma_init": gamma_init, "gamma_min": gamma_min}
+        self.p_u = prior
+        self.p_y_given_u = PYGivenU(latent_u, self.y_shape, hidden, depth, **gamma)
+        self.p_z_given_yu = PZGivenYU(self.y_shape, latent_u, latent_z, hidden, depth)
+        self.p_x_given_yz = PXGivenYZ(self.y_shape, latent_z, self.x_shape, hidden, depth, **gamma)
+
+    @property
+    def k_x(self) -> int:
+        return math.prod(self.x_shape)
+
+    @property
+    def k_y(self) -> int:
+        return math.prod(self.y_shape)
+
+    def model(self, x=None, y=None, num_images=None):
+        """Sample u, y, z, x in the order of the factorization, inside ``pyro.plate("data")``.
+
+        ``x`` and ``y`` are observed when given. With neither, the function generates
+        ``num_images`` images: u → y → z → x. Returns x.
+        """
+        pyro.module("srvae", self)
+        with pyro.plate("data", batch_size(x, y, num_images), dim=-1):
+            u = pyro.sample("u", self.p_u())  # the prior p(u): edit this line to swap it
+            y = pyro.sample("y", self.p_y_given_u(u), obs=y)
+            z = pyro.sample("z", self.p_z_given_yu(y, u))
+            return pyro.sample("x", self.p_x_given_yz(y, z), obs=x)
+
+
+def batch_size(x=None, y=None, num_images=None) -> int:
+    """The size of the data plate: the number of images in x or y, else ``num_images``."""
+    for images in (x, y):
+        if images is not None:
+            return images.shape[0]
+    if num_images is None:
+        raise ValueError("give x, y or num_images")
+    return num_images

@@ -1,0 +1,57 @@
+"""The amortized guide (SPEC §3, §5; seed eq. 4 and 8):
+
+    q(u, z, y | x) = q(z | x) · q(u | y) · q(y | x),   q(y | x) = δ(y − d(x))
+"""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+from torch import nn
+
+from data.downscale import downscale
+from model.networks import DiagonalGaussian
+from model.srvae import batch_size, lr_shape
+
+
+class QUGivenY(nn.Module):
+    """q(u | y) = N(μ(y), diag σ²(y)): the encoder of the LR image."""
+
+    def __init__(self, y_shape, latent_u, hidden, depth):
+        super().__init__()
+        self.gaussian = DiagonalGaussian(math.prod(y_shape), latent_u, hidden, depth)
+
+    def forward(self, y):
+        return self.gaussian(y.flatten(-3))
+
+
+class QZGivenX(nn.Module):
+    """q(z | x) = N(μ(x), diag σ²(x)): the encoder of the HR image (seed eq. 8 drops y)."""
+
+    def __init__(self, x_shape, latent_z, hidden, depth):
+        super().__init__()
+        self.gaussian = DiagonalGaussian(math.prod(x_shape), latent_z, hidden, depth)
+
+    def forward(self, x):
+        return self.gaussian(x.flatten(-3))
+
+
+class AmortizedGuide(nn.Module):
+    """Encoder networks give q(u|y) and q(z|x) in one forward pass."""
+
+    def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", hidden=256, depth=2):
+        super().__init__()
+        self.scale, self.downscale_mode = scale, downscale_mode
+        self.q_u_given_y = QUGivenY(lr_shape(x_shape, scale), latent_u, hidden, depth)
+        self.q_z_given_x = QZGivenX(x_shape, latent_z, hidden, depth)
+
+    def guide(self, x=None, y=None, num_images=None):
+        """Same signature as ``SRVAE.model``. y is a ``Delta`` site at d(x) (log-density 0)
+        unless the model observes it (paired data); z is inferred only when x is seen."""
+        pyro.module("guide", self)
+        with pyro.plate("data", batch_size(x, y, num_images), dim=-1):
+            if y is None:
+                y = pyro.sample("y", dist.Delta(downscale(x, self.scale, self.downscale_mode), event_dim=3))
+            pyro.sample("u", self.q_u_given_y(y))
+            if x is not None:
+                pyro.sample("z", self.q_z_given_x(x))

@@ -1,0 +1,1 @@
+"""Evaluation of a trained model: ELBO cross-check, bits/dim, super-resolution, figures."""

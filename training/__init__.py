@@ -1,0 +1,1 @@
+"""Training: objectives, the loop, checkpoints, and building modules from a configuration."""

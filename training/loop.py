@@ -9,11 +9,12 @@ from model.elbo import explicit_elbo
 
 
 def train(srvae, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
-          test_x=None, progress: bool = True) -> list[dict]:
+          test_x=None, progress: bool = True, on_epoch=None) -> list[dict]:
     """Run ``epochs`` passes over ``data.train_values`` (fresh dequantization each batch).
 
     Returns one history row per epoch: the mean training loss per image, a one-sample explicit
     −ELBO per image on ``test_x`` (for the loss curves), γ₁, γ₂ and the elapsed seconds.
+    ``progress`` shows a bar; ``on_epoch(row)`` is called after each epoch.
     """
     params = list(srvae.parameters()) + list(guide.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -37,5 +38,7 @@ def train(srvae, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
                    seconds=time.perf_counter() - start)
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.2f}/img", test=f"{row.get('test_loss', float('nan')):.2f}")
+        if on_epoch is not None:
+            on_epoch(row)
     bar.close()
     return history

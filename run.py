@@ -7,6 +7,7 @@ write figures, metrics and a checkpoint, and print a summary.
 import argparse
 import csv
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -30,13 +31,16 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def positive(kind):
+    """An argparse type: a number of ``kind`` (int or float) that must be > 0."""
+    noun = "an integer" if kind is int else "a number"
+
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value
     return parse
 

@@ -1,0 +1,50 @@
+import pyro
+import pytest
+import torch
+
+from data import load_dataset
+from training.build import build_model_and_guide
+from training.loop import train
+from training.objectives import make_objective
+
+CONFIG = {"guide": "amortized", "prior": "normal", "components": 10, "latent_u": 4, "latent_z": 8,
+          "hidden": 64, "depth": 2, "scale": 2, "downscale": "area", "gamma_init": 0.1, "gamma_min": 1e-3}
+
+
+@pytest.fixture(autouse=True)
+def pyro_state():
+    """Every test starts from a clean parameter store, with Pyro's argument checks on."""
+    pyro.clear_param_store()
+    pyro.enable_validation(True)
+    pyro.set_rng_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
+
+
+def build(prior="normal", seed=0, **changes):
+    pyro.set_rng_seed(seed)
+    return build_model_and_guide({**CONFIG, "prior": prior, **changes}, (1, 8, 8))
+
+
+@pytest.fixture(scope="session")
+def trained(digits):
+    """A small model trained for 5 epochs with Pyro's Trace_ELBO: (srvae, guide)."""
+    srvae, guide = build()
+    train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=5, batch_size=64, lr=1e-3,
+          progress=False)
+    return srvae, guide
+
+
+@pytest.fixture
+def x(digits):
+    """A fixed batch of 64 dequantized test images."""
+    return digits.test_images()[:64]
+
+
+def mean_and_se(values) -> tuple[float, float]:
+    values = torch.as_tensor(values, dtype=torch.float64)
+    return values.mean().item(), (values.std() / len(values) ** 0.5).item()

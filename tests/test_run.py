@@ -1,0 +1,117 @@
+"""Tests 7 and 8: run.py end to end, the checkpoint, and every bad input of the foundation issue."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from data import load_dataset
+from evaluation.report import evaluate_run
+from training.build import build_model_and_guide
+from training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ["--epochs", "1", "--eval-particles", "8", "--eval-repeats", "10", "--sr-samples", "8"]
+OUTPUTS = {"config.json", "history.csv", "metrics.json", "checkpoint.pt",
+           "loss_curves.png", "reconstructions.png", "samples.png", "superres.png"}
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = run("--guide", "amortized", *QUICK, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_writes_every_output_and_a_summary(finished_run):
+    out, result = finished_run
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    assert all((out / name).stat().st_size > 0 for name in OUTPUTS)
+    assert "test −ELBO, Pyro Trace_ELBO" in result.stdout and f"outputs in {out}/" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["guide"] == "amortized" and config["epochs"] == 1 and config["device"] == "cpu"
+    rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
+    assert len(rows) == 1 and set(rows[0]) >= {"epoch", "train_loss", "test_loss", "gamma_x", "gamma_y"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert abs(metrics["difference_in_se"]) < 4  # the cross-check holds in the run itself (10 repeats)
+    assert metrics["bits_per_dim_kx"] > metrics["bits_per_dim_kx_ky"] > 0
+
+
+def test_checkpoint_reloads_with_weights_only_and_reproduces_the_test_elbo(finished_run):
+    out, _ = finished_run
+    checkpoint = load_checkpoint(out / "checkpoint.pt")  # torch.load(..., weights_only=True)
+    config = checkpoint["config"]
+    srvae, guide = build_model_and_guide(config, tuple(config["image_shape"]))
+    srvae.load_state_dict(checkpoint["srvae"])
+    guide.load_state_dict(checkpoint["guide"])
+    saved = json.loads((out / "metrics.json").read_text())
+    again = evaluate_run(srvae, guide, load_dataset(config["dataset"]), config)
+    for key in ("pyro_neg_elbo", "explicit_neg_elbo", "rec_x", "kl_z", "sr_psnr", "gamma_x"):
+        assert again[key] == pytest.approx(saved[key], rel=1e-6, abs=1e-6), key
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["format"] == 1
+
+
+BAD = {
+    "unknown guide": (["--guide", "nope"], "argument --guide: invalid choice: 'nope' (choose from 'amortized')"),
+    "unknown prior": (["--prior", "nope"], "argument --prior: invalid choice: 'nope' (choose from 'normal', 'mog')"),
+    "unknown dataset": (["--dataset", "nope"], "argument --dataset: invalid choice: 'nope' (choose from 'digits')"),
+    "unknown objective": (["--objective", "nope"],
+                          "argument --objective: invalid choice: 'nope' (choose from 'pyro', 'explicit')"),
+    "zero epochs": (["--epochs", "0"], "argument --epochs: must be positive and finite, got 0"),
+    "negative batch size": (["--batch-size", "-5"], "argument --batch-size: must be positive and finite, got -5"),
+    "non-numeric batch size": (["--batch-size", "many"], "argument --batch-size: expected an integer, got 'many'"),
+    "one repeat": (["--eval-repeats", "1"], "--eval-repeats must be at least 2"),
+    "infinite learning rate": (["--lr", "inf"], "argument --lr: must be positive and finite, got inf"),
+    "non-numeric learning rate": (["--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
+    args, message = BAD[case]
+    out = tmp_path / "out"
+    result = run(*args, "--out", str(out))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert message in lines[0]
+    assert not out.exists()
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run("--out", str(blocker / "out"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"--out {blocker / 'out'}: cannot write there" in result.stderr
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_asked_for_without_a_gpu(tmp_path):
+    result = run("--device", "cuda", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--device cuda: no CUDA device is available here; use --device cpu or auto" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_explains_every_flag():
+    result = run("--help")
+    assert result.returncode == 0
+    from run import build_parser
+
+    actions = [a for a in build_parser()._actions if a.option_strings and a.dest != "help"]
+    assert len(actions) >= 12
+    for action in actions:
+        assert action.help and action.option_strings[0] in result.stdout

@@ -2,6 +2,7 @@
 
 import math
 
+import pyro.distributions as dist
 import pytest
 import torch
 from conftest import build
@@ -85,3 +86,21 @@ def test_explicit_elbo_is_differentiable(x):
     grads = [p.grad for p in [*srvae.parameters(), *guide.parameters()]]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert srvae.p_x_given_yz.rho.grad.abs().item() > 0
+
+
+class StudentTPrior(torch.nn.Module):
+    """What a user gets by editing the prior line to a distribution torch has no KL for."""
+
+    def __init__(self, latent_dim):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(latent_dim))
+
+    def forward(self):
+        return dist.StudentT(3.0, self.loc, 1.0).to_event(1)
+
+
+def test_an_edited_prior_is_followed_with_a_monte_carlo_kl(x):
+    srvae, guide = build(seed=4)
+    srvae.p_u = StudentTPrior(4)
+    assert explicit_elbo(srvae, guide.guide, x).kl_u_method == "Monte Carlo"
+    assert abs(z_score(srvae, guide, x)) < 4

@@ -14,26 +14,23 @@ from model.networks import DiagonalGaussian
 from model.srvae import batch_size, lr_shape
 
 
-class QUGivenY(nn.Module):
+class ImageEncoder(nn.Module):
+    """N(μ(image), diag σ²(image)) from an MLP of the flattened image."""
+
+    def __init__(self, image_shape, latent_dim, hidden, depth):
+        super().__init__()
+        self.gaussian = DiagonalGaussian(math.prod(image_shape), latent_dim, hidden, depth)
+
+    def forward(self, image):
+        return self.gaussian(image.flatten(-3))
+
+
+class QUGivenY(ImageEncoder):
     """q(u | y) = N(μ(y), diag σ²(y)): the encoder of the LR image."""
 
-    def __init__(self, y_shape, latent_u, hidden, depth):
-        super().__init__()
-        self.gaussian = DiagonalGaussian(math.prod(y_shape), latent_u, hidden, depth)
 
-    def forward(self, y):
-        return self.gaussian(y.flatten(-3))
-
-
-class QZGivenX(nn.Module):
+class QZGivenX(ImageEncoder):
     """q(z | x) = N(μ(x), diag σ²(x)): the encoder of the HR image (seed eq. 8 drops y)."""
-
-    def __init__(self, x_shape, latent_z, hidden, depth):
-        super().__init__()
-        self.gaussian = DiagonalGaussian(math.prod(x_shape), latent_z, hidden, depth)
-
-    def forward(self, x):
-        return self.gaussian(x.flatten(-3))
 
 
 class AmortizedGuide(nn.Module):

@@ -49,12 +49,13 @@ def write_figures(srvae, guide, data, config: dict, history: list[dict], out) ->
 def summary(metrics: dict, config: dict, seconds: float) -> str:
     """A short table of the run's results, in words a reader can check against the SPEC."""
     m = metrics
+    bounded = " (≤ 0 expected: the explicit KL_u is an upper bound)" if "bound" in m["kl_u_method"] else ""
     rows = [
         ("test −ELBO, Pyro Trace_ELBO", f"{m['pyro_neg_elbo']:.2f} ± {m['pyro_neg_elbo_se']:.2f} nats/image "
                                         f"({m['particles']} particles × {m['repeats']} repeats)"),
         ("test −ELBO, explicit", f"{m['explicit_neg_elbo']:.2f} ± {m['explicit_neg_elbo_se']:.2f} nats/image "
                                  f"(KL_u: {m['kl_u_method']})"),
-        ("  difference", f"{m['difference']:+.3f} nats = {m['difference_in_se']:+.2f} standard errors"),
+        ("  difference", f"{m['difference']:+.3f} nats = {m['difference_in_se']:+.2f} standard errors{bounded}"),
         ("  E log p(x|y,z)", f"{m['rec_x']:.2f}"),
         ("  E log p(y|u)", f"{m['rec_y']:.2f}"),
         ("  KL_u", f"{m['kl_u']:.2f}"),

@@ -1,11 +1,11 @@
 """Super-resolution with uncertainty (SPEC §7): u ~ q(u|y), z ~ p(z|y,u), x ~ p(x|y,z)."""
 
 import torch
-from pyro import poutine
 from pyro.infer import Predictive
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from data.downscale import upsample
+from model.elbo import guide_and_model_traces
 
 
 @torch.no_grad()
@@ -23,9 +23,8 @@ def super_resolve(srvae, guide, y: torch.Tensor, num_samples: int = 100) -> torc
 @torch.no_grad()
 def reconstruct(srvae, guide, x: torch.Tensor, y=None):
     """(y, x̂): the LR image the guide used and the mean of p(x | y, z) with z ~ q(z|x)."""
-    guide_trace = poutine.trace(guide.guide).get_trace(x, y)
-    model_trace = poutine.trace(poutine.replay(srvae.model, trace=guide_trace)).get_trace(x, y)
-    return model_trace.nodes["y"]["value"], model_trace.nodes["x"]["fn"].mean
+    _, model_trace = guide_and_model_traces(srvae.model, guide.guide, x, y)
+    return model_trace.nodes["y"]["value"][0], model_trace.nodes["x"]["fn"].mean[0]
 
 
 def psnr(images: torch.Tensor, target: torch.Tensor) -> float:

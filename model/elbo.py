@@ -46,9 +46,7 @@ def explicit_elbo(srvae, guide, x=None, y=None, num_samples=1, mixture_kl="tight
     """
     if mixture_kl not in MIXTURE_KL:
         raise ValueError(f"unknown mixture KL {mixture_kl!r}; choose from {', '.join(MIXTURE_KL)}")
-    with pyro.plate("samples", num_samples, dim=-2):
-        guide_trace = poutine.trace(guide).get_trace(x, y)
-        model_trace = poutine.trace(poutine.replay(srvae.model, trace=guide_trace)).get_trace(x, y)
+    guide_trace, model_trace = guide_and_model_traces(srvae.model, guide, x, y, num_samples)
     p, q = model_trace.nodes, guide_trace.nodes
     y = p["y"]["value"]
     rec_x = gaussian_log_likelihood(x, p["x"]["fn"].mean, srvae.p_x_given_yz.gamma)
@@ -56,6 +54,15 @@ def explicit_elbo(srvae, guide, x=None, y=None, num_samples=1, mixture_kl="tight
     kl_u, method = kl_u_term(q["u"]["fn"], p["u"]["fn"], q["u"]["value"], mixture_kl)
     kl_z = kl_divergence(q["z"]["fn"], p["z"]["fn"])
     return ELBOTerms(rec_x.mean(0), rec_y.mean(0), kl_u.mean(0), kl_z.mean(0), method)
+
+
+def guide_and_model_traces(model, guide, x=None, y=None, num_samples=1):
+    """Traces of ``num_samples`` draws of the guide per image (vectorized in a plate at dim −2),
+    and of the model replayed on them: the joint samples (u, z) ~ q(u|y) q(z|x) of SPEC §4."""
+    with pyro.plate("samples", num_samples, dim=-2):
+        guide_trace = poutine.trace(guide).get_trace(x, y)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y)
+    return guide_trace, model_trace
 
 
 def kl_u_term(q_u, p_u, u, mixture_kl="tight"):

@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     print("evaluating on the test set …", file=sys.stderr, flush=True)
     metrics = {**evaluate_run(srvae, guide, data, config), "train_seconds": seconds}
     written = write_outputs(out, srvae, guide, config, history, metrics)
-    written += write_figures(srvae, guide, data, config, history, out)
+    written += write_figures(srvae, guide, data, config, history, metrics, out)
     print(summary(metrics, config, seconds))
     print(f"outputs in {out}/: {' '.join(written)}")
     return 0

@@ -51,3 +51,16 @@ def image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str = "", heat
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def reliability(nominal, observed, path) -> None:
+    """Observed coverage of the central intervals of the SR samples against their nominal level."""
+    fig = Figure(figsize=(4, 4))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="calibrated")
+    ax.plot(nominal, observed, marker="o", label="SRVAE samples")
+    ax.set(xlabel="nominal coverage of the central interval", ylabel="fraction of true pixels inside",
+           xlim=(0, 1), ylim=(0, 1), title="reliability of the SR uncertainty")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

@@ -23,8 +23,8 @@ def evaluate_run(srvae, guide, data, config: dict) -> dict:
 
 
 @torch.no_grad()
-def write_figures(srvae, guide, data, config: dict, history: list[dict], out) -> list[str]:
-    """loss_curves.png, reconstructions.png, samples.png, superres.png in ``out``; returns their names."""
+def write_figures(srvae, guide, data, config: dict, history: list[dict], metrics: dict, out) -> list[str]:
+    """The figures of SPEC §7 in ``out``; returns their names."""
     pyro.set_rng_seed(config["seed"])
     x = data.test_images()[:10]
     y = downscale(x, config["scale"], config["downscale"])
@@ -40,10 +40,12 @@ def write_figures(srvae, guide, data, config: dict, history: list[dict], out) ->
 
     samples = super_resolve(srvae, guide, y, config["sr_samples"])
     figures.image_rows([("y", y), ("bicubic", upsample(y, config["scale"], "bicubic")),
-                        ("SR mean", samples.mean(0)), ("SR std", samples.std(0)), ("true x", x)],
-                       out / "superres.png",
-                       f"super-resolution from y alone: {config['sr_samples']} samples of x", heat=("SR std",))
-    return ["loss_curves.png", "reconstructions.png", "samples.png", "superres.png"]
+                        ("SR mean", samples.mean(0)), ("SR sample", samples[0]), ("SR sample", samples[1]),
+                        ("SR std", samples.std(0)), ("true x", x), ("|SR mean − x|", (samples.mean(0) - x).abs())],
+                       out / "superres.png", f"super-resolution from y alone: {config['sr_samples']} samples of x",
+                       heat=("SR std", "|SR mean − x|"))
+    figures.reliability(metrics["reliability_nominal"], metrics["reliability_observed"], out / "reliability.png")
+    return ["loss_curves.png", "reconstructions.png", "samples.png", "superres.png", "reliability.png"]
 
 
 def summary(metrics: dict, config: dict, seconds: float) -> str:
@@ -63,7 +65,10 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
         (f"bits/dim over k_x = {m['k_x']}", f"{m['bits_per_dim_kx']:.3f}"),
         (f"bits/dim over k_x + k_y = {m['k_x'] + m['k_y']}", f"{m['bits_per_dim_kx_ky']:.3f}"),
         ("γ₁ (x), γ₂ (y)", f"{m['gamma_x']:.4f}, {m['gamma_y']:.4f}"),
-        (f"SR PSNR, mean of {m['sr_samples']} samples", f"{m['sr_psnr']:.2f} dB (bicubic {m['bicubic_psnr']:.2f} dB)"),
+        (f"SR mean of {m['sr_samples']} samples", f"PSNR {m['sr_psnr']:.2f} dB, SSIM {m['sr_ssim']:.3f}"),
+        ("  bicubic upsampling", f"PSNR {m['bicubic_psnr']:.2f} dB, SSIM {m['bicubic_ssim']:.3f}"),
+        ("  nearest upsampling", f"PSNR {m['nearest_psnr']:.2f} dB, SSIM {m['nearest_ssim']:.3f}"),
+        ("  coverage of central 50/90/95 %", " / ".join(f"{m[f'coverage_{p}']:.3f}" for p in (50, 90, 95))),
     ]
     width = max(len(name) for name, _ in rows)
     head = (f"SRVAE on {config['dataset']}: guide {config['guide']}, prior {config['prior']}, "

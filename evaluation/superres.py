@@ -2,19 +2,26 @@
 
 import torch
 from pyro.infer import Predictive
-from torchmetrics.functional.image import peak_signal_noise_ratio
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from data.downscale import upsample
+from evaluation.elbo import chunks
 from model.elbo import guide_and_model_traces
+
+COVERAGE_LEVELS = (0.5, 0.9, 0.95)
+RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 @torch.no_grad()
 def super_resolve(srvae, guide, y: torch.Tensor, num_samples: int = 100) -> torch.Tensor:
-    """S samples of x given LR images y: (S, N, C, H, W).
+    """S samples of x given LR images y alone: (S, N, C, H, W). Their mean over dim 0 is the SR
+    image, their standard deviation the per-pixel uncertainty.
 
-    The model is run with y observed and x unobserved; the guide, given y alone, supplies u;
-    z and x are drawn from the model's own conditionals.
+    The model runs with y observed and x unobserved; the guide, given y alone, supplies u;
+    z and x are drawn from the model's own conditionals (Pyro's ``Predictive``).
     """
+    if num_samples < 1:
+        raise ValueError(f"the number of super-resolution samples must be positive, got {num_samples}")
     predictive = Predictive(srvae.model, guide=guide.guide, num_samples=num_samples,
                             parallel=True, return_sites=("x",))
     return predictive(None, y)["x"]
@@ -27,15 +34,48 @@ def reconstruct(srvae, guide, x: torch.Tensor, y=None):
     return model_trace.nodes["y"]["value"][0], model_trace.nodes["x"]["fn"].mean[0]
 
 
-def psnr(images: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean over images of each image's PSNR (dB) against ``target``, pixel range [0, 1]."""
-    per_image = peak_signal_noise_ratio(images.clamp(0, 1), target, data_range=1.0,
-                                        reduction="none", dim=(1, 2, 3))
-    return per_image.mean().item()
+def ssim_kernel(image_shape) -> int:
+    """The SSIM window: 11 pixels, or the largest odd size that fits a smaller image."""
+    side = min(image_shape[-2:])
+    return min(11, side if side % 2 else side - 1)
 
 
-def evaluate_superres(srvae, guide, x: torch.Tensor, y: torch.Tensor, scale: int, num_samples: int = 100) -> dict:
-    """PSNR of the SR mean against the true x, beside bicubic upsampling of y; mean predictive std."""
-    samples = super_resolve(srvae, guide, y, num_samples)
-    return {"sr_psnr": psnr(samples.mean(0), x), "bicubic_psnr": psnr(upsample(y, scale, "bicubic"), x),
-            "sr_mean_std": samples.std(0).mean().item(), "sr_samples": num_samples}
+def image_quality(images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image PSNR (dB) and SSIM against ``target``, pixel range [0, 1] (torchmetrics)."""
+    images = images.clamp(0, 1)
+    psnr = peak_signal_noise_ratio(images, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    ssim = structural_similarity_index_measure(images, target, data_range=1.0, reduction="none",
+                                               kernel_size=ssim_kernel(target.shape))
+    return psnr, ssim
+
+
+def interval_coverage(samples: torch.Tensor, x: torch.Tensor, level: float) -> torch.Tensor:
+    """Per image, the fraction of pixels of x inside the central ``level`` interval of the samples."""
+    bounds = torch.tensor([(1 - level) / 2, (1 + level) / 2], device=samples.device, dtype=samples.dtype)
+    low, high = torch.quantile(samples, bounds, dim=0)
+    return ((x >= low) & (x <= high)).flatten(1).float().mean(1)
+
+
+def evaluate_superres(srvae, guide, x: torch.Tensor, y: torch.Tensor, scale: int, num_samples: int = 100,
+                      image_chunk: int = 256) -> dict:
+    """PSNR and SSIM of the SR mean, of bicubic and of nearest upsampling against the true x;
+    coverage of the central intervals of the samples; the mean predictive std. Means over images."""
+    per_image = {name: [] for name in ("sr_psnr", "sr_ssim", "bicubic_psnr", "bicubic_ssim", "nearest_psnr",
+                                       "nearest_ssim", "sr_std")}
+    coverage = {level: [] for level in RELIABILITY_LEVELS}
+    for xc, yc in chunks(x, y, image_chunk):
+        samples = super_resolve(srvae, guide, yc, num_samples)
+        for name, images in (("sr", samples.mean(0)), ("bicubic", upsample(yc, scale, "bicubic")),
+                             ("nearest", upsample(yc, scale, "nearest"))):
+            psnr, ssim = image_quality(images, xc)
+            per_image[f"{name}_psnr"].append(psnr)
+            per_image[f"{name}_ssim"].append(ssim)
+        per_image["sr_std"].append(samples.std(0).flatten(1).mean(1))
+        for level in RELIABILITY_LEVELS:
+            coverage[level].append(interval_coverage(samples, xc, level))
+    metrics = {name: torch.cat(values).mean().item() for name, values in per_image.items()}
+    reliability = {level: torch.cat(values).mean().item() for level, values in coverage.items()}
+    metrics.update({f"coverage_{round(100 * level)}": reliability[level] for level in COVERAGE_LEVELS})
+    metrics.update(reliability_nominal=list(RELIABILITY_LEVELS), reliability_observed=list(reliability.values()),
+                   sr_samples=num_samples, ssim_kernel=ssim_kernel(x.shape))
+    return metrics

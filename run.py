@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="particles per test image in each ELBO estimate [%(default)s]")
     e.add_argument("--eval-repeats", type=positive(int), default=10,
                    help="independent ELBO estimates, for the standard errors (at least 2) [%(default)s]")
+    e.add_argument("--iw-samples", type=positive(int), default=1000,
+                   help="importance samples K per test image for the estimate of log p(x, y) [%(default)s]")
     e.add_argument("--sr-samples", type=positive(int), default=100,
                    help="samples of x per LR image for super-resolution [%(default)s]")
     e.add_argument("--out", type=Path, default=None,

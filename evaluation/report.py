@@ -1,11 +1,15 @@
 """Everything measured on the test set after training, and the printed summary."""
 
+import resource
+import time
+
 import pyro
 import torch
 
 from data.downscale import downscale, upsample
 from evaluation import figures
-from evaluation.elbo import evaluate_elbo
+from evaluation.elbo import bits_per_dim, evaluate_elbo, mean_and_se
+from evaluation.loglik import active_units, importance_weighted_log_likelihood
 from evaluation.superres import evaluate_superres, reconstruct, super_resolve
 
 
@@ -16,10 +20,30 @@ def evaluate_run(srvae, guide, data, config: dict) -> dict:
     y = downscale(x, config["scale"], config["downscale"])
     metrics = evaluate_elbo(srvae, guide, x, levels=data.levels, num_particles=config["eval_particles"],
                             repeats=config["eval_repeats"], mixture_kl=config["mixture_kl"])
+    metrics.update(evaluate_loglik(srvae, guide, x, data.levels, config["iw_samples"]))
+    metrics.update(active_units(guide, x))
     metrics.update(evaluate_superres(srvae, guide, x, y, config["scale"], config["sr_samples"]))
     metrics.update(gamma_x=srvae.p_x_given_yz.gamma.item(), gamma_y=srvae.p_y_given_u.gamma.item(),
                    k_x=srvae.k_x, k_y=srvae.k_y, test_images=len(x), levels=data.levels)
     return metrics
+
+
+def evaluate_loglik(srvae, guide, x, levels: int, num_samples: int) -> dict:
+    """The importance-weighted −log p(x, y) per image (mean and standard error over images), its
+    bits/dim, and the time and peak memory of computing it."""
+    start = time.perf_counter()
+    if x.is_cuda:
+        torch.cuda.reset_peak_memory_stats(x.device)
+    log_p = importance_weighted_log_likelihood(srvae, guide, x, num_samples=num_samples)
+    mean, se = mean_and_se(-log_p.double())
+    peak = (torch.cuda.max_memory_allocated(x.device) if x.is_cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    bits = bits_per_dim(mean, srvae.k_x, srvae.k_y, levels)
+    return {"iw_neg_log_likelihood": mean, "iw_neg_log_likelihood_se": se, "iw_samples": num_samples,
+            "iw_bits_per_dim_kx": bits["bits_per_dim_kx"], "iw_bits_per_dim_kx_ky": bits["bits_per_dim_kx_ky"],
+            "iw_seconds": time.perf_counter() - start,
+            "iw_peak_memory_mb": peak / 2**20, "iw_peak_memory_of": "cuda allocations" if x.is_cuda
+            else "process resident set (whole run so far)"}
 
 
 @torch.no_grad()
@@ -62,8 +86,13 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
         ("  E log p(y|u)", f"{m['rec_y']:.2f}"),
         ("  KL_u", f"{m['kl_u']:.2f}"),
         ("  KL_z", f"{m['kl_z']:.2f}"),
-        (f"bits/dim over k_x = {m['k_x']}", f"{m['bits_per_dim_kx']:.3f}"),
-        (f"bits/dim over k_x + k_y = {m['k_x'] + m['k_y']}", f"{m['bits_per_dim_kx_ky']:.3f}"),
+        (f"−log p(x, y), importance-weighted, K = {m['iw_samples']}",
+         f"{m['iw_neg_log_likelihood']:.2f} ± {m['iw_neg_log_likelihood_se']:.2f} nats/image "
+         f"(± over images; {m['iw_seconds']:.1f} s)"),
+        (f"bits/dim over k_x = {m['k_x']}: ELBO, IW", f"{m['bits_per_dim_kx']:.3f}, {m['iw_bits_per_dim_kx']:.3f}"),
+        (f"bits/dim over k_x + k_y = {m['k_x'] + m['k_y']}: ELBO, IW",
+         f"{m['bits_per_dim_kx_ky']:.3f}, {m['iw_bits_per_dim_kx_ky']:.3f}"),
+        ("active units of u, z", f"{m['active_u']}/{config['latent_u']}, {m['active_z']}/{config['latent_z']}"),
         ("γ₁ (x), γ₂ (y)", f"{m['gamma_x']:.4f}, {m['gamma_y']:.4f}"),
         (f"SR mean of {m['sr_samples']} samples", f"PSNR {m['sr_psnr']:.2f} dB, SSIM {m['sr_ssim']:.3f}"),
         ("  bicubic upsampling", f"PSNR {m['bicubic_psnr']:.2f} dB, SSIM {m['bicubic_ssim']:.3f}"),

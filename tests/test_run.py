@@ -15,7 +15,7 @@ from training.build import build_model_and_guide
 from training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK = ["--epochs", "1", "--eval-particles", "8", "--eval-repeats", "10", "--sr-samples", "8"]
+QUICK = ["--epochs", "1", "--eval-particles", "8", "--eval-repeats", "10", "--sr-samples", "8", "--iw-samples", "20"]
 OUTPUTS = {"config.json", "history.csv", "metrics.json", "checkpoint.pt",
            "loss_curves.png", "reconstructions.png", "samples.png", "superres.png", "reliability.png"}
 
@@ -55,7 +55,8 @@ def test_checkpoint_reloads_with_weights_only_and_reproduces_the_test_elbo(finis
     guide.load_state_dict(checkpoint["guide"])
     saved = json.loads((out / "metrics.json").read_text())
     again = evaluate_run(srvae, guide, load_dataset(config["dataset"]), config)
-    for key in ("pyro_neg_elbo", "explicit_neg_elbo", "rec_x", "kl_z", "sr_psnr", "gamma_x"):
+    for key in ("pyro_neg_elbo", "explicit_neg_elbo", "rec_x", "kl_z", "iw_neg_log_likelihood", "sr_psnr",
+                "coverage_90", "gamma_x"):
         assert again[key] == pytest.approx(saved[key], rel=1e-6, abs=1e-6), key
     assert torch.load(out / "checkpoint.pt", weights_only=True)["format"] == 1
 
@@ -70,6 +71,8 @@ BAD = {
     "negative batch size": (["--batch-size", "-5"], "argument --batch-size: must be positive and finite, got -5"),
     "non-numeric batch size": (["--batch-size", "many"], "argument --batch-size: expected an integer, got 'many'"),
     "one repeat": (["--eval-repeats", "1"], "--eval-repeats must be at least 2"),
+    "zero importance samples": (["--iw-samples", "0"], "argument --iw-samples: must be positive and finite, got 0"),
+    "zero SR samples": (["--sr-samples", "0"], "argument --sr-samples: must be positive and finite, got 0"),
     "infinite learning rate": (["--lr", "inf"], "argument --lr: must be positive and finite, got inf"),
     "non-numeric learning rate": (["--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
 }

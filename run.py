@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mixture-kl", default="tight", choices=MIXTURE_KL,
                    help="KL_u for a mixture prior in the explicit ELBO: tight bound −log Σ w e^−KL, "
                         "the seed's convexity bound Σ w KL, or Monte Carlo [%(default)s]")
+    m.add_argument("--likelihood", default="gaussian", choices=("gaussian", "discretized"),
+                   help="decoders: Gaussian densities on dequantized pixels, or each Gaussian's mass on the "
+                        "pixel's bin with y = d(x) rounded to the same grid (comparable with a VAE) [%(default)s]")
     m.add_argument("--objective", default="pyro", choices=list(OBJECTIVES),
                    help="training loss: " + "; ".join(f"{k} = {v}" for k, v in OBJECTIVES.items()) + " [%(default)s]")
     m.add_argument("--particles", type=positive(int), default=1,
@@ -169,6 +172,7 @@ def main(argv=None) -> int:
     from training.objectives import make_objective
 
     data = load_dataset(args.dataset).to(device)
+    data.discrete = args.likelihood == "discretized"
     config = {**{k: v for k, v in vars(args).items() if k != "out"}, "device": device, "out": str(out),
               "gamma_init": 0.1, "image_shape": list(data.image_shape), "levels": data.levels}
     pyro.set_rng_seed(args.seed)

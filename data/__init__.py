@@ -1,7 +1,7 @@
 """Data sets and the downscaling d(x). Imports nothing from the rest of the project (SPEC §8)."""
 
 from data.digits import load_digits
-from data.downscale import DOWNSCALE_MODES, downscale, upsample
+from data.downscale import DOWNSCALE_MODES, downscale, quantize, upsample
 from data.images import ImageData
 
 DATASETS = {"digits": load_digits}
@@ -13,4 +13,4 @@ def load_dataset(name: str) -> ImageData:
     return DATASETS[name]()
 
 
-__all__ = ["DATASETS", "DOWNSCALE_MODES", "ImageData", "downscale", "load_dataset", "upsample"]
+__all__ = ["DATASETS", "DOWNSCALE_MODES", "ImageData", "downscale", "load_dataset", "quantize", "upsample"]

@@ -50,14 +50,15 @@ def explicit_neg_elbo(srvae, guide, x, y=None, num_samples=64, repeats=10, chunk
     return result
 
 
-def bits_per_dim(neg_log_density: float, k_x: int, k_y: int, levels: int) -> dict:
-    """Bits per dimension of a continuous −log p(x, y) on dequantized data (SPEC §4).
+def bits_per_dim(neg_log_likelihood: float, k_x: int, k_y: int, levels: int, discrete: bool = False) -> dict:
+    """Bits per dimension of −log p(x, y) (SPEC §4).
 
-    The data are levels on a grid of bin width 1/``levels``; turning the density into a
-    probability mass adds (k_x + k_y)·log(levels) nats. That mass is divided by k_x·ln 2
-    (the srVAE paper's convention) or by (k_x + k_y)·ln 2.
+    For a continuous density on dequantized data, the data are levels on a grid of bin width
+    1/``levels``: turning the density into a probability mass adds (k_x + k_y)·log(levels)
+    nats. A discretized likelihood is a mass already (``discrete``). The mass is divided by
+    k_x·ln 2 (the srVAE paper's convention) or by (k_x + k_y)·ln 2.
     """
-    mass_nats = neg_log_density + (k_x + k_y) * math.log(levels)
+    mass_nats = neg_log_likelihood + (0 if discrete else (k_x + k_y) * math.log(levels))
     return {"bits_per_dim_kx": mass_nats / (k_x * math.log(2)),
             "bits_per_dim_kx_ky": mass_nats / ((k_x + k_y) * math.log(2))}
 
@@ -75,6 +76,6 @@ def evaluate_elbo(srvae, guide, x, y=None, levels=256, num_particles=64, repeats
         "difference": pyro_mean - ex_mean, "difference_in_se": (pyro_mean - ex_mean) / se if se > 0 else 0.0,
         **{name: explicit[name][0] for name in ("rec_x", "rec_y", "kl_u", "kl_z")},
         "kl_u_method": explicit["kl_u_method"],
-        **bits_per_dim(ex_mean, srvae.k_x, srvae.k_y, levels),
+        **bits_per_dim(ex_mean, srvae.k_x, srvae.k_y, levels, discrete=srvae.p_x_given_yz.levels is not None),
         "particles": num_particles, "repeats": repeats,
     }

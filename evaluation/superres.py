@@ -29,9 +29,9 @@ def super_resolve(srvae, guide, y: torch.Tensor, num_samples: int = 100) -> torc
 
 @torch.no_grad()
 def reconstruct(srvae, guide, x: torch.Tensor, y=None):
-    """(y, x̂): the LR image the guide used and the mean of p(x | y, z) with z ~ q(z|x)."""
+    """(y, x̂): the LR image the guide used and the decoder's mean x̂(y, z) with z ~ q(z|x)."""
     _, model_trace = guide_and_model_traces(srvae.model, guide.guide, x, y)
-    return model_trace.nodes["y"]["value"][0], model_trace.nodes["x"]["fn"].mean[0]
+    return model_trace.nodes["y"]["value"][0], model_trace.nodes["x"]["fn"].base_dist.loc[0]
 
 
 def ssim_kernel(image_shape) -> int:

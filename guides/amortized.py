@@ -36,11 +36,16 @@ class QZGivenX(ImageEncoder):
 class AmortizedGuide(nn.Module):
     """Encoder networks give q(u|y) and q(z|x) in one forward pass."""
 
-    def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", hidden=256, depth=2):
+    def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", hidden=256, depth=2,
+                 levels=None):
         super().__init__()
-        self.scale, self.downscale_mode = scale, downscale_mode
+        self.scale, self.downscale_mode, self.levels = scale, downscale_mode, levels
         self.q_u_given_y = QUGivenY(lr_shape(x_shape, scale), latent_u, hidden, depth)
         self.q_z_given_x = QZGivenX(x_shape, latent_z, hidden, depth)
+
+    def d(self, x):
+        """y = d(x): the downscaling of SPEC §1 (rounded to the pixel grid for a discretized likelihood)."""
+        return downscale(x, self.scale, self.downscale_mode, self.levels)
 
     def guide(self, x=None, y=None, num_images=None):
         """Same signature as ``SRVAE.model``. y is a ``Delta`` site at d(x) (log-density 0)
@@ -48,7 +53,7 @@ class AmortizedGuide(nn.Module):
         pyro.module("guide", self)
         with pyro.plate("data", batch_size(x, y, num_images), dim=-1):
             if y is None:
-                y = pyro.sample("y", dist.Delta(downscale(x, self.scale, self.downscale_mode), event_dim=3))
+                y = pyro.sample("y", dist.Delta(self.d(x), event_dim=3))
             pyro.sample("u", self.q_u_given_y(y))
             if x is not None:
                 pyro.sample("z", self.q_z_given_x(x))

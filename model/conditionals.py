@@ -10,21 +10,26 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from model.distributions import DiscretizedNormal
+from model.likelihood import discretized_gaussian_log_likelihood, gaussian_log_likelihood
 from model.networks import DiagonalGaussian, features, mlp
 
 
 class IsotropicGaussianImage(nn.Module):
     """N(mean(h), γ²·I) over an image of shape ``image_shape``; γ > 0 a learned scalar (seed eq. 11).
+    With ``levels`` set, the same Gaussian's mass on each pixel's bin of width 1/levels instead
+    (the discretized likelihood of SPEC §4).
 
     γ = γ_min + exp(ρ): the floor γ_min (a buffer, saved with the model) keeps the likelihood
     bounded, so γ cannot collapse to 0; on the log scale Adam moves γ by relative steps.
     """
 
-    def __init__(self, in_features, image_shape, hidden, depth, gamma_init=0.1, gamma_min=1e-3):
+    def __init__(self, in_features, image_shape, hidden, depth, gamma_init=0.1, gamma_min=1e-3, levels=None):
         super().__init__()
         if not 0 < gamma_min < gamma_init:
             raise ValueError(f"need 0 < gamma_min < gamma_init, got {gamma_min}, {gamma_init}")
         self.image_shape = tuple(image_shape)
+        self.levels = levels
         self.net = mlp(in_features, math.prod(self.image_shape), hidden, depth)
         self.register_buffer("gamma_min", torch.tensor(float(gamma_min)))
         self.rho = nn.Parameter(torch.tensor(gamma_init - gamma_min).log())  # γ starts at γ_init
@@ -37,7 +42,16 @@ class IsotropicGaussianImage(nn.Module):
         return torch.sigmoid(self.net(h)).unflatten(-1, self.image_shape)
 
     def forward(self, h: torch.Tensor) -> dist.Independent:
-        return dist.Normal(self.mean(h), self.gamma).to_event(3)
+        if self.levels is None:
+            return dist.Normal(self.mean(h), self.gamma).to_event(3)
+        return DiscretizedNormal(self.mean(h), self.gamma, self.levels).to_event(3)
+
+    def log_likelihood(self, value: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """The explicit log-likelihood of each image given the decoder's mean: seed eq. 16 (corrected)
+        for the Gaussian, the sum of log bin masses for the discretized one."""
+        if self.levels is None:
+            return gaussian_log_likelihood(value, mean, self.gamma)
+        return discretized_gaussian_log_likelihood(value, mean, self.gamma, self.levels)
 
 
 class PYGivenU(IsotropicGaussianImage):

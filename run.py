@@ -16,6 +16,7 @@ from data import DATASETS, DOWNSCALE_MODES
 from guides import GUIDES
 from model import PRIORS
 from model.elbo import MIXTURE_KL
+from training.build import MODELS
 from training.objectives import OBJECTIVES
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -48,6 +49,8 @@ def positive(kind):
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     m = p.add_argument_group("model and inference")
+    m.add_argument("--model", default="srvae", choices=list(MODELS),
+                   help="; ".join(f"{k} = {v}" for k, v in MODELS.items()) + " [%(default)s]")
     m.add_argument("--guide", default="amortized", choices=list(GUIDES),
                    help="how q(u|y) and q(z|x) get their parameters (SPEC §5) [%(default)s]")
     m.add_argument("--prior", default="normal", choices=list(PRIORS),
@@ -96,8 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="importance samples K per test image for the estimate of log p(x, y) [%(default)s]")
     e.add_argument("--sr-samples", type=positive(int), default=100,
                    help="samples of x per LR image for super-resolution [%(default)s]")
+    e.add_argument("--sr-fit-steps", type=int, default=None,
+                   help="super-resolve from a Gaussian posterior per LR image fitted by this many SVI steps to "
+                        "the model given y; 0 = the trained guide's q(·|y) [0 for srvae, 300 for vae]")
+    e.add_argument("--sr-proposals", type=int, default=None,
+                   help="resample the SR draws, weighted by the model, from this many proposals per image; "
+                        "0 = take the draws as they are [0 for srvae, 1000 for vae]")
     e.add_argument("--out", type=Path, default=None,
-                   help="output folder [runs/DATASET-GUIDE-PRIOR]")
+                   help="output folder [runs/DATASET-MODEL-GUIDE-PRIOR]")
     return p
 
 
@@ -127,6 +136,11 @@ def prepare_out(out: Path) -> Path:
 def check(args) -> None:
     if args.eval_repeats < 2:
         raise UsageError(f"--eval-repeats must be at least 2 for a standard error, got {args.eval_repeats}")
+    for flag, vae_default in (("sr_proposals", 1000), ("sr_fit_steps", 300)):
+        if getattr(args, flag) is None:
+            setattr(args, flag, vae_default if args.model == "vae" else 0)
+        if getattr(args, flag) < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}")
 
 
 def write_outputs(out: Path, srvae, guide, config, history, metrics) -> list[str]:
@@ -158,7 +172,7 @@ def main(argv=None) -> int:
     try:
         check(args)
         device = resolve_device(args.device)
-        out = prepare_out(args.out or Path("runs") / f"{args.dataset}-{args.guide}-{args.prior}")
+        out = prepare_out(args.out or Path("runs") / f"{args.dataset}-{args.model}-{args.guide}-{args.prior}")
     except UsageError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 2

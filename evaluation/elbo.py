@@ -46,7 +46,7 @@ def explicit_neg_elbo(srvae, guide, x, y=None, num_samples=64, repeats=10, chunk
     rows = torch.stack(rows)
     names = ("neg_elbo", "rec_x", "rec_y", "kl_u", "kl_z")
     result = {name: mean_and_se(rows[:, i]) for i, name in enumerate(names)}
-    result["kl_u_method"] = t.kl_u_method
+    result["prior_kl_method"] = t.prior_kl_method
     return result
 
 
@@ -75,7 +75,7 @@ def evaluate_elbo(srvae, guide, x, y=None, levels=256, num_particles=64, repeats
         "explicit_neg_elbo": ex_mean, "explicit_neg_elbo_se": ex_se,
         "difference": pyro_mean - ex_mean, "difference_in_se": (pyro_mean - ex_mean) / se if se > 0 else 0.0,
         **{name: explicit[name][0] for name in ("rec_x", "rec_y", "kl_u", "kl_z")},
-        "kl_u_method": explicit["kl_u_method"],
-        **bits_per_dim(ex_mean, srvae.k_x, srvae.k_y, levels, discrete=srvae.p_x_given_yz.levels is not None),
+        "prior_kl_method": explicit["prior_kl_method"],
+        **bits_per_dim(ex_mean, srvae.k_x, srvae.k_y, levels, discrete=srvae.levels is not None),
         "particles": num_particles, "repeats": repeats,
     }

@@ -15,7 +15,8 @@ def loss_curves(history: list[dict], path) -> None:
     ax_loss.set(xlabel="epoch", ylabel="−ELBO (nats / image)", title="loss")
     ax_loss.legend()
     ax_gamma.plot(epochs, [row["gamma_x"] for row in history], label="γ₁ (x)")
-    ax_gamma.plot(epochs, [row["gamma_y"] for row in history], label="γ₂ (y)")
+    if "gamma_y" in history[0]:
+        ax_gamma.plot(epochs, [row["gamma_y"] for row in history], label="γ₂ (y)")
     ax_gamma.set(xlabel="epoch", ylabel="decoder standard deviation", yscale="log", title="γ")
     ax_gamma.legend()
     fig.tight_layout()

@@ -10,11 +10,12 @@ from evaluation.elbo import chunks
 from model.elbo import guide_and_model_traces
 
 
-def log_density(trace) -> torch.Tensor:
-    """Σ over the trace's sample sites of log fn(value), per draw and image: (S, N)."""
+def log_density(trace, exclude=()) -> torch.Tensor:
+    """Σ over the trace's sample sites (but those named in ``exclude``) of log fn(value), per draw
+    and image: (S, N)."""
     total = 0.0
-    for site in prune_subsample_sites(trace).nodes.values():
-        if site["type"] == "sample":
+    for name, site in prune_subsample_sites(trace).nodes.items():
+        if site["type"] == "sample" and name not in exclude:
             total = total + site["fn"].log_prob(site["value"])
     return total
 
@@ -52,10 +53,12 @@ def importance_weighted_log_likelihood(srvae, guide, x, y=None, num_samples=1000
 
 @torch.no_grad()
 def active_units(guide, x, y=None, threshold=0.01, image_chunk=1024) -> dict:
-    """Latent dimensions d with Cov_x(E_q[u_d]) > ``threshold`` (Burda et al.'s criterion), for u and z."""
-    means = {"u": [], "z": []}
+    """Latent dimensions d with Cov_x(E_q[u_d]) > ``threshold`` (Burda et al.'s criterion), for each
+    of u and z that the guide infers."""
+    means = {}
     for xc, yc in chunks(x, y, image_chunk):
         trace = poutine.trace(guide.guide).get_trace(xc, yc)
-        for name in means:
-            means[name].append(trace.nodes[name]["fn"].mean)
+        for name in ("u", "z"):
+            if name in trace.nodes:
+                means.setdefault(name, []).append(trace.nodes[name]["fn"].mean)
     return {f"active_{name}": int((torch.cat(m).var(0) > threshold).sum()) for name, m in means.items()}

@@ -1,4 +1,4 @@
-"""Everything measured on the test set after training, and the printed summary."""
+"""Everything measured on the test set after training, the figures, and the printed summary."""
 
 import resource
 import time
@@ -13,32 +13,36 @@ from evaluation.loglik import active_units, importance_weighted_log_likelihood
 from evaluation.superres import evaluate_superres, reconstruct, super_resolve
 
 
-def evaluate_run(srvae, guide, data, config: dict) -> dict:
+def is_vae(config: dict) -> bool:
+    return config.get("model", "srvae") == "vae"
+
+
+def evaluate_run(model, guide, data, config: dict) -> dict:
     """Test-set metrics of a trained model; deterministic for a given ``config["seed"]``."""
     pyro.set_rng_seed(config["seed"])
     x = data.test_images()
     y = guide.d(x)
-    metrics = evaluate_elbo(srvae, guide, x, levels=data.levels, num_particles=config["eval_particles"],
+    metrics = evaluate_elbo(model, guide, x, levels=data.levels, num_particles=config["eval_particles"],
                             repeats=config["eval_repeats"], mixture_kl=config["mixture_kl"])
-    metrics.update(evaluate_loglik(srvae, guide, x, data.levels, config["iw_samples"]))
+    metrics.update(evaluate_loglik(model, guide, x, data.levels, config["iw_samples"]))
     metrics.update(active_units(guide, x))
-    metrics.update(evaluate_superres(srvae, guide, x, y, config["scale"], config["sr_samples"]))
-    metrics.update(gamma_x=srvae.p_x_given_yz.gamma.item(), gamma_y=srvae.p_y_given_u.gamma.item(),
-                   k_x=srvae.k_x, k_y=srvae.k_y, test_images=len(x), levels=data.levels)
+    metrics.update(evaluate_superres(model, guide, x, y, config["scale"], config["sr_samples"],
+                                     proposals=config["sr_proposals"], fit_steps=config["sr_fit_steps"]))
+    metrics.update(**model.gammas(), k_x=model.k_x, k_y=model.k_y, test_images=len(x), levels=data.levels)
     return metrics
 
 
-def evaluate_loglik(srvae, guide, x, levels: int, num_samples: int) -> dict:
-    """The importance-weighted −log p(x, y) per image (mean and standard error over images), its
-    bits/dim, and the time and peak memory of computing it."""
+def evaluate_loglik(model, guide, x, levels: int, num_samples: int) -> dict:
+    """The importance-weighted −log p(x, y) per image (−log p(x) for the VAE): mean and standard
+    error over images, its bits/dim, and the time and peak memory of computing it."""
     start = time.perf_counter()
     if x.is_cuda:
         torch.cuda.reset_peak_memory_stats(x.device)
-    log_p = importance_weighted_log_likelihood(srvae, guide, x, num_samples=num_samples)
+    log_p = importance_weighted_log_likelihood(model, guide, x, num_samples=num_samples)
     mean, se = mean_and_se(-log_p.double())
     peak = (torch.cuda.max_memory_allocated(x.device) if x.is_cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    bits = bits_per_dim(mean, srvae.k_x, srvae.k_y, levels, discrete=srvae.p_x_given_yz.levels is not None)
+    bits = bits_per_dim(mean, model.k_x, model.k_y, levels, discrete=model.levels is not None)
     return {"iw_neg_log_likelihood": mean, "iw_neg_log_likelihood_se": se, "iw_samples": num_samples,
             "iw_bits_per_dim_kx": bits["bits_per_dim_kx"], "iw_bits_per_dim_kx_ky": bits["bits_per_dim_kx_ky"],
             "iw_seconds": time.perf_counter() - start,
@@ -47,22 +51,26 @@ def evaluate_loglik(srvae, guide, x, levels: int, num_samples: int) -> dict:
 
 
 @torch.no_grad()
-def write_figures(srvae, guide, data, config: dict, history: list[dict], metrics: dict, out) -> list[str]:
+def write_figures(model, guide, data, config: dict, history: list[dict], metrics: dict, out) -> list[str]:
     """The figures of SPEC §7 in ``out``; returns their names."""
     pyro.set_rng_seed(config["seed"])
     x = data.test_images()[:10]
     y = guide.d(x)
     figures.loss_curves(history, out / "loss_curves.png")
 
-    y_used, x_hat = reconstruct(srvae, guide, x)
-    figures.image_rows([("x", x), ("y = d(x)", y_used), ("x̂", x_hat)], out / "reconstructions.png",
-                       "reconstructions: x, its LR version y, mean of p(x | y, z) with z ~ q(z | x)")
+    figures.image_rows([("x", x), ("y = d(x)", y), ("x̂", reconstruct(model, guide, x))], out / "reconstructions.png",
+                       "reconstructions: x, its LR version y, the decoder's mean at latents drawn from q(· | x)")
 
-    generated = pyro.poutine.trace(srvae.model).get_trace(num_images=10).nodes
-    figures.image_rows([("y ~ p(y|u)", generated["y"]["value"]), ("x ~ p(x|y,z)", generated["x"]["value"])],
-                       out / "samples.png", "generated: u ~ p(u) → y → z → x")
+    generated = pyro.poutine.trace(model.model).get_trace(num_images=10).nodes
+    x_generated = generated["x"]["value"]
+    if is_vae(config):
+        rows, title = [("x ~ p(x|z)", x_generated), ("d(x)", guide.d(x_generated))], "generated: z ~ p(z) → x"
+    else:
+        rows, title = [("y ~ p(y|u)", generated["y"]["value"]), ("x ~ p(x|y,z)", x_generated)], \
+            "generated: u ~ p(u) → y → z → x"
+    figures.image_rows(rows, out / "samples.png", title)
 
-    samples = super_resolve(srvae, guide, y, config["sr_samples"])
+    samples = super_resolve(model, guide, y, config["sr_samples"], config["sr_proposals"], config["sr_fit_steps"])
     figures.image_rows([("y", y), ("bicubic", upsample(y, config["scale"], "bicubic")),
                         ("SR mean", samples.mean(0)), ("SR sample", samples[0]), ("SR sample", samples[1]),
                         ("SR std", samples.std(0)), ("true x", x), ("|SR mean − x|", (samples.mean(0) - x).abs())],
@@ -74,38 +82,56 @@ def write_figures(srvae, guide, data, config: dict, history: list[dict], metrics
 
 def summary(metrics: dict, config: dict, seconds: float) -> str:
     """A short table of the run's results, in words a reader can check against the SPEC."""
-    m = metrics
-    bounded = " (≤ 0 expected: the explicit KL_u is an upper bound)" if "bound" in m["kl_u_method"] else ""
+    m, vae = metrics, is_vae(config)
+    kl_name = "KL(q(z|x) ‖ p(z))" if vae else "KL_u"
+    bounded = f" (≤ 0 expected: the explicit {kl_name} is an upper bound)" if "bound" in m["prior_kl_method"] else ""
+    target = "−log p(x)" if vae else "−log p(x, y)"
     rows = [
         ("test −ELBO, Pyro Trace_ELBO", f"{m['pyro_neg_elbo']:.2f} ± {m['pyro_neg_elbo_se']:.2f} nats/image "
                                         f"({m['particles']} particles × {m['repeats']} repeats)"),
         ("test −ELBO, explicit", f"{m['explicit_neg_elbo']:.2f} ± {m['explicit_neg_elbo_se']:.2f} nats/image "
-                                 f"(KL_u: {m['kl_u_method']})"),
+                                 f"({kl_name}: {m['prior_kl_method']})"),
         ("  difference", f"{m['difference']:+.3f} nats = {m['difference_in_se']:+.2f} standard errors{bounded}"),
-        ("  E log p(x|y,z)", f"{m['rec_x']:.2f}"),
-        ("  E log p(y|u)", f"{m['rec_y']:.2f}"),
-        ("  KL_u", f"{m['kl_u']:.2f}"),
-        ("  KL_z", f"{m['kl_z']:.2f}"),
-        (f"−log p(x, y), importance-weighted, K = {m['iw_samples']}",
+    ]
+    if vae:
+        rows += [("  E log p(x|z)", f"{m['rec_x']:.2f}"), (f"  {kl_name}", f"{m['kl_z']:.2f}")]
+    else:
+        rows += [("  E log p(x|y,z)", f"{m['rec_x']:.2f}"), ("  E log p(y|u)", f"{m['rec_y']:.2f}"),
+                 ("  KL_u", f"{m['kl_u']:.2f}"), ("  KL_z", f"{m['kl_z']:.2f}")]
+    rows += [
+        (f"{target}, importance-weighted, K = {m['iw_samples']}",
          f"{m['iw_neg_log_likelihood']:.2f} ± {m['iw_neg_log_likelihood_se']:.2f} nats/image "
          f"(± over images; {m['iw_seconds']:.1f} s)"),
         (f"bits/dim over k_x = {m['k_x']}: ELBO, IW", f"{m['bits_per_dim_kx']:.3f}, {m['iw_bits_per_dim_kx']:.3f}"),
-        (f"bits/dim over k_x + k_y = {m['k_x'] + m['k_y']}: ELBO, IW",
-         f"{m['bits_per_dim_kx_ky']:.3f}, {m['iw_bits_per_dim_kx_ky']:.3f}"),
-        ("active units of u, z", f"{m['active_u']}/{config['latent_u']}, {m['active_z']}/{config['latent_z']}"),
-        ("γ₁ (x), γ₂ (y)", f"{m['gamma_x']:.4f}, {m['gamma_y']:.4f}"),
+    ]
+    if vae:
+        rows += [("active units of z", f"{m['active_z']}/{config['latent_u'] + config['latent_z']}"),
+                 ("γ (x)", f"{m['gamma_x']:.4f}")]
+    else:
+        rows += [(f"bits/dim over k_x + k_y = {m['k_x'] + m['k_y']}: ELBO, IW",
+                  f"{m['bits_per_dim_kx_ky']:.3f}, {m['iw_bits_per_dim_kx_ky']:.3f}"),
+                 ("active units of u, z",
+                  f"{m['active_u']}/{config['latent_u']}, {m['active_z']}/{config['latent_z']}"),
+                 ("γ₁ (x), γ₂ (y)", f"{m['gamma_x']:.4f}, {m['gamma_y']:.4f}")]
+    source = (f"a Gaussian fitted to p(· | y) by {m['sr_fit_steps']} SVI steps" if m["sr_fit_steps"]
+              else "the guide's q(u | y)")
+    source += f", resampled from {m['sr_proposals']} weighted proposals" if m["sr_proposals"] else ""
+    rows += [
         (f"SR mean of {m['sr_samples']} samples", f"PSNR {m['sr_psnr']:.2f} dB, SSIM {m['sr_ssim']:.3f}"),
+        ("  latents drawn from", source),
         ("  bicubic upsampling", f"PSNR {m['bicubic_psnr']:.2f} dB, SSIM {m['bicubic_ssim']:.3f}"),
         ("  nearest upsampling", f"PSNR {m['nearest_psnr']:.2f} dB, SSIM {m['nearest_ssim']:.3f}"),
         ("  coverage of central 50/90/95 %", " / ".join(f"{m[f'coverage_{p}']:.3f}" for p in (50, 90, 95))),
     ]
     width = max(len(name) for name, _ in rows)
-    head = (f"SRVAE on {config['dataset']}: guide {config['guide']}, prior {config['prior']}, "
-            f"objective {config['objective']}, {config['epochs']} epochs in {seconds:.1f} s on {config['device']}")
-    if config.get("likelihood") == "discretized":
-        note = (f"(discretized likelihood: −ELBO bounds −log P(x, y), a probability mass on {m['levels']} levels "
-                "per pixel, comparable with a VAE's −log P(x))")
+    head = (f"{'VAE' if vae else 'SRVAE'} on {config['dataset']}: guide {config['guide']}, prior {config['prior']}, "
+            f"likelihood {config['likelihood']}, objective {config['objective']}, {config['epochs']} epochs in "
+            f"{seconds:.1f} s on {config['device']}")
+    if config["likelihood"] == "discretized":
+        note = (f"(discretized likelihood: −ELBO bounds {target.replace('p', 'P')}, a probability mass on "
+                f"{m['levels']} levels per pixel{'' if vae else ', comparable with a VAE’s −log P(x)'})")
     else:
-        note = (f"(−ELBO bounds −log p(x, y), a density on k_x + k_y dims; bits/dim add the 1/{m['levels']} "
-                "bin width of each counted dimension)")
+        dims = "k_x" if vae else "k_x + k_y"
+        note = (f"(−ELBO bounds {target}, a density on {dims} dims{'' if vae else ', not comparable with a VAE'}; "
+                f"bits/dim add the 1/{m['levels']} bin width of each counted dimension)")
     return "\n".join([head, *(f"  {name:<{width}}  {value}" for name, value in rows), note])

@@ -1,37 +1,77 @@
 """Super-resolution with uncertainty (SPEC §7): u ~ q(u|y), z ~ p(z|y,u), x ~ p(x|y,z)."""
 
+import pyro
 import torch
-from pyro.infer import Predictive
+from pyro import poutine
+from pyro.infer import Predictive, Trace_ELBO
+from pyro.infer.autoguide import AutoNormal
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from data.downscale import upsample
 from evaluation.elbo import chunks
+from evaluation.loglik import log_density
 from model.elbo import guide_and_model_traces
 
 COVERAGE_LEVELS = (0.5, 0.9, 0.95)
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
-@torch.no_grad()
-def super_resolve(srvae, guide, y: torch.Tensor, num_samples: int = 100) -> torch.Tensor:
+def super_resolve(model, guide, y: torch.Tensor, num_samples: int = 100, proposals: int = 0,
+                  fit_steps: int = 0) -> torch.Tensor:
     """S samples of x given LR images y alone: (S, N, C, H, W). Their mean over dim 0 is the SR
     image, their standard deviation the per-pixel uncertainty.
 
-    The model runs with y observed and x unobserved; the guide, given y alone, supplies u;
-    z and x are drawn from the model's own conditionals (Pyro's ``Predictive``).
+    The model runs with y observed and x unobserved; the guide, given y alone, supplies the
+    latents it infers from y (u for the SRVAE); the rest is drawn from the model's own
+    conditionals (Pyro's ``Predictive``). With ``fit_steps`` > 0 a Gaussian posterior per image
+    is first fitted to the model given y by that many SVI steps, and replaces the guide (the VAE
+    baseline's encoder never sees y). With ``proposals`` = K > 0 the draws are proposals,
+    reweighted by the model (sampling-importance-resampling).
     """
     if num_samples < 1:
         raise ValueError(f"the number of super-resolution samples must be positive, got {num_samples}")
-    predictive = Predictive(srvae.model, guide=guide.guide, num_samples=num_samples,
-                            parallel=True, return_sites=("x",))
-    return predictive(None, y)["x"]
+    with pyro.get_param_store().scope():  # a fitted posterior's parameters stay out of the global store
+        guide_fn = fit_posterior_given_y(model, y, fit_steps) if fit_steps else guide.guide
+        with torch.no_grad():
+            if proposals:
+                return importance_resample(model, guide_fn, y, num_samples, proposals)
+            predictive = Predictive(model.model, guide=guide_fn, num_samples=num_samples,
+                                    parallel=True, return_sites=("x",))
+            return predictive(None, y)["x"]
+
+
+def fit_posterior_given_y(model, y: torch.Tensor, steps: int = 300, lr: float = 0.05) -> AutoNormal:
+    """A diagonal Gaussian over the latents of each LR image, fitted by SVI (Trace_ELBO, Adam) to
+    the model conditioned on y with x hidden; the model's own parameters stay as they are."""
+    given_y = poutine.block(model.model, hide=["x"])
+    posterior = AutoNormal(given_y, init_scale=0.1)
+    posterior(None, y)  # creates the per-image parameters
+    params = list(posterior.parameters())
+    optimizer = torch.optim.Adam(params, lr=lr)
+    elbo = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
+    with torch.enable_grad():  # also when called under no_grad
+        for _ in range(steps):
+            loss = elbo.differentiable_loss(given_y, posterior, None, y)
+            for param, grad in zip(params, torch.autograd.grad(loss, params), strict=True):
+                param.grad = grad
+            optimizer.step()
+    return posterior
+
+
+def importance_resample(model, guide_fn, y, num_samples: int, proposals: int) -> torch.Tensor:
+    """K draws of the latents from the guide given y, each weighted by p(latents, y) / q(latents | y),
+    and ``num_samples`` of the x drawn with them, resampled by weight: approximately p(x | y)."""
+    guide_trace, model_trace = guide_and_model_traces(model.model, guide_fn, None, y, proposals)
+    log_w = log_density(model_trace, exclude=("x",)) - log_density(guide_trace)  # (K, N)
+    index = torch.distributions.Categorical(logits=log_w.T).sample((num_samples,))  # (S, N)
+    return model_trace.nodes["x"]["value"][index, torch.arange(y.shape[0], device=y.device)]
 
 
 @torch.no_grad()
-def reconstruct(srvae, guide, x: torch.Tensor, y=None):
-    """(y, x̂): the LR image the guide used and the decoder's mean x̂(y, z) with z ~ q(z|x)."""
-    _, model_trace = guide_and_model_traces(srvae.model, guide.guide, x, y)
-    return model_trace.nodes["y"]["value"][0], model_trace.nodes["x"]["fn"].base_dist.loc[0]
+def reconstruct(model, guide, x: torch.Tensor, y=None) -> torch.Tensor:
+    """The decoder's mean x̂ at latents drawn from the guide given x (x̂(y, z), z ~ q(z|x), for the SRVAE)."""
+    _, model_trace = guide_and_model_traces(model.model, guide.guide, x, y)
+    return model_trace.nodes["x"]["fn"].base_dist.loc[0]
 
 
 def ssim_kernel(image_shape) -> int:
@@ -57,14 +97,14 @@ def interval_coverage(samples: torch.Tensor, x: torch.Tensor, level: float) -> t
 
 
 def evaluate_superres(srvae, guide, x: torch.Tensor, y: torch.Tensor, scale: int, num_samples: int = 100,
-                      image_chunk: int = 256) -> dict:
+                      image_chunk: int = 256, proposals: int = 0, fit_steps: int = 0) -> dict:
     """PSNR and SSIM of the SR mean, of bicubic and of nearest upsampling against the true x;
     coverage of the central intervals of the samples; the mean predictive std. Means over images."""
     per_image = {name: [] for name in ("sr_psnr", "sr_ssim", "bicubic_psnr", "bicubic_ssim", "nearest_psnr",
                                        "nearest_ssim", "sr_std")}
     coverage = {level: [] for level in RELIABILITY_LEVELS}
     for xc, yc in chunks(x, y, image_chunk):
-        samples = super_resolve(srvae, guide, yc, num_samples)
+        samples = super_resolve(srvae, guide, yc, num_samples, proposals, fit_steps)
         for name, images in (("sr", samples.mean(0)), ("bicubic", upsample(yc, scale, "bicubic")),
                              ("nearest", upsample(yc, scale, "nearest"))):
             psnr, ssim = image_quality(images, xc)
@@ -77,5 +117,6 @@ def evaluate_superres(srvae, guide, x: torch.Tensor, y: torch.Tensor, scale: int
     reliability = {level: torch.cat(values).mean().item() for level, values in coverage.items()}
     metrics.update({f"coverage_{round(100 * level)}": reliability[level] for level in COVERAGE_LEVELS})
     metrics.update(reliability_nominal=list(RELIABILITY_LEVELS), reliability_observed=list(reliability.values()),
-                   sr_samples=num_samples, ssim_kernel=ssim_kernel(x.shape))
+                   sr_samples=num_samples, sr_proposals=proposals, sr_fit_steps=fit_steps,
+                   ssim_kernel=ssim_kernel(x.shape))
     return metrics

@@ -1,14 +1,18 @@
 """Guide kinds (SPEC §5) and the registry behind ``--guide``."""
 
 from guides.amortized import AmortizedGuide
+from guides.vae import AmortizedVAEGuide
 
 GUIDES = {"amortized": AmortizedGuide}
+VAE_GUIDES = {"amortized": AmortizedVAEGuide}
 
 
-def build_guide(name: str, x_shape, **options):
-    if name not in GUIDES:
-        raise ValueError(f"unknown guide {name!r}; choose from {', '.join(GUIDES)}")
-    return GUIDES[name](x_shape, **options)
+def build_guide(name: str, x_shape, model: str = "srvae", **options):
+    """The guide ``name`` for the model kind ``model`` ("srvae" or the "vae" baseline)."""
+    registry = VAE_GUIDES if model == "vae" else GUIDES
+    if name not in registry:
+        raise ValueError(f"unknown guide {name!r} for model {model}; choose from {', '.join(registry)}")
+    return registry[name](x_shape, **options)
 
 
-__all__ = ["GUIDES", "AmortizedGuide", "build_guide"]
+__all__ = ["GUIDES", "VAE_GUIDES", "AmortizedGuide", "AmortizedVAEGuide", "build_guide"]

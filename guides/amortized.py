@@ -33,19 +33,26 @@ class QZGivenX(ImageEncoder):
     """q(z | x) = N(μ(x), diag σ²(x)): the encoder of the HR image (seed eq. 8 drops y)."""
 
 
-class AmortizedGuide(nn.Module):
-    """Encoder networks give q(u|y) and q(z|x) in one forward pass."""
+class DownscalingGuide(nn.Module):
+    """What every guide knows of the data: y = d(x) (SPEC §1)."""
 
-    def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", hidden=256, depth=2,
-                 levels=None):
+    def __init__(self, scale=2, downscale_mode="area", levels=None):
         super().__init__()
         self.scale, self.downscale_mode, self.levels = scale, downscale_mode, levels
-        self.q_u_given_y = QUGivenY(lr_shape(x_shape, scale), latent_u, hidden, depth)
-        self.q_z_given_x = QZGivenX(x_shape, latent_z, hidden, depth)
 
     def d(self, x):
         """y = d(x): the downscaling of SPEC §1 (rounded to the pixel grid for a discretized likelihood)."""
         return downscale(x, self.scale, self.downscale_mode, self.levels)
+
+
+class AmortizedGuide(DownscalingGuide):
+    """Encoder networks give q(u|y) and q(z|x) in one forward pass."""
+
+    def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", hidden=256, depth=2,
+                 levels=None):
+        super().__init__(scale, downscale_mode, levels)
+        self.q_u_given_y = QUGivenY(lr_shape(x_shape, scale), latent_u, hidden, depth)
+        self.q_z_given_x = QZGivenX(x_shape, latent_z, hidden, depth)
 
     def guide(self, x=None, y=None, num_images=None):
         """Same signature as ``SRVAE.model``. y is a ``Delta`` site at d(x) (log-density 0)

@@ -23,13 +23,14 @@ MIXTURE_KL = ("tight", "convexity", "mc")
 
 @dataclass(frozen=True)
 class ELBOTerms:
-    """The four terms of SPEC §4 per image (tensors of shape (N,), nats), and how KL_u was got."""
+    """The four terms of SPEC §4 per image (tensors of shape (N,), nats), and how the KL to the prior
+    was got. For the VAE baseline rec_y = KL_u = 0 and kl_z is KL(q(z|x) ‖ p(z))."""
 
     rec_x: torch.Tensor
     rec_y: torch.Tensor
     kl_u: torch.Tensor
     kl_z: torch.Tensor
-    kl_u_method: str
+    prior_kl_method: str
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -47,10 +48,15 @@ def explicit_elbo(srvae, guide, x=None, y=None, num_samples=1, mixture_kl="tight
         raise ValueError(f"unknown mixture KL {mixture_kl!r}; choose from {', '.join(MIXTURE_KL)}")
     guide_trace, model_trace = guide_and_model_traces(srvae.model, guide, x, y, num_samples)
     p, q = model_trace.nodes, guide_trace.nodes
+    if "u" not in p:  # the VAE baseline: E log p(x|z) − KL(q(z|x) ‖ p(z))
+        rec_x = srvae.p_x_given_z.log_likelihood(x, p["x"]["fn"].base_dist.loc)
+        kl_z, method = kl_to_prior(q["z"]["fn"], p["z"]["fn"], q["z"]["value"], mixture_kl)
+        zero = torch.zeros_like(kl_z.mean(0))
+        return ELBOTerms(rec_x.mean(0), zero, zero, kl_z.mean(0), method)
     y = p["y"]["value"]
     rec_x = srvae.p_x_given_yz.log_likelihood(x, p["x"]["fn"].base_dist.loc)
     rec_y = srvae.p_y_given_u.log_likelihood(y, p["y"]["fn"].base_dist.loc)
-    kl_u, method = kl_u_term(q["u"]["fn"], p["u"]["fn"], q["u"]["value"], mixture_kl)
+    kl_u, method = kl_to_prior(q["u"]["fn"], p["u"]["fn"], q["u"]["value"], mixture_kl)
     kl_z = kl_divergence(q["z"]["fn"], p["z"]["fn"])
     return ELBOTerms(rec_x.mean(0), rec_y.mean(0), kl_u.mean(0), kl_z.mean(0), method)
 
@@ -64,17 +70,17 @@ def guide_and_model_traces(model, guide, x=None, y=None, num_samples=1):
     return guide_trace, model_trace
 
 
-def kl_u_term(q_u, p_u, u, mixture_kl="tight"):
-    """KL(q(u|y) ‖ p(u)) and the name of the method: closed form where torch has one,
-    an analytic upper bound for a Gaussian mixture prior, Monte Carlo otherwise."""
-    if isinstance(p_u, MixtureSameFamily) and is_diagonal_normal(q_u) and mixture_kl != "mc":
-        return mixture_kl_bound(q_u, p_u, mixture_kl), f"{mixture_kl} bound"
-    if not isinstance(p_u, MixtureSameFamily):
+def kl_to_prior(q, prior, sample, mixture_kl="tight"):
+    """KL(q ‖ prior), e.g. KL(q(u|y) ‖ p(u)), and the name of the method: closed form where torch
+    has one, an analytic upper bound for a Gaussian mixture prior, Monte Carlo (at ``sample``) otherwise."""
+    if isinstance(prior, MixtureSameFamily) and is_diagonal_normal(q) and mixture_kl != "mc":
+        return mixture_kl_bound(q, prior, mixture_kl), f"{mixture_kl} bound"
+    if not isinstance(prior, MixtureSameFamily):
         try:
-            return kl_divergence(q_u, p_u), "closed form"
+            return kl_divergence(q, prior), "closed form"
         except NotImplementedError:
             pass
-    return q_u.log_prob(u) - p_u.log_prob(u), "Monte Carlo"
+    return q.log_prob(sample) - prior.log_prob(sample), "Monte Carlo"
 
 
 def is_diagonal_normal(d) -> bool:

@@ -28,12 +28,16 @@ class SRVAE(nn.Module):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.y_shape = lr_shape(self.x_shape, scale)
+        self.levels = levels
         self.latent_u, self.latent_z = latent_u, latent_z
         gamma = {"gamma_init": gamma_init, "gamma_min": gamma_min, "levels": levels}
         self.p_u = prior
         self.p_y_given_u = PYGivenU(latent_u, self.y_shape, hidden, depth, **gamma)
         self.p_z_given_yu = PZGivenYU(self.y_shape, latent_u, latent_z, hidden, depth)
         self.p_x_given_yz = PXGivenYZ(self.y_shape, latent_z, self.x_shape, hidden, depth, **gamma)
+
+    def gammas(self) -> dict:
+        return {"gamma_x": self.p_x_given_yz.gamma.item(), "gamma_y": self.p_y_given_u.gamma.item()}
 
     @property
     def k_x(self) -> int:

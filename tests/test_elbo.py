@@ -72,7 +72,7 @@ def test_observing_y_in_the_model_gives_the_same_elbo(trained, x):
 def test_every_term_is_reported_and_the_kls_are_non_negative(trained, x):
     srvae, guide = trained
     terms = explicit_elbo(srvae, guide.guide, x, num_samples=8)
-    assert terms.kl_u_method == "closed form"
+    assert terms.prior_kl_method == "closed form"
     for term in (terms.rec_x, terms.rec_y, terms.kl_u, terms.kl_z):
         assert term.shape == (64,) and torch.isfinite(term).all()
     assert (terms.kl_u >= 0).all() and (terms.kl_z >= 0).all()
@@ -102,5 +102,5 @@ class StudentTPrior(torch.nn.Module):
 def test_an_edited_prior_is_followed_with_a_monte_carlo_kl(x):
     srvae, guide = build(seed=4)
     srvae.p_u = StudentTPrior(4)
-    assert explicit_elbo(srvae, guide.guide, x).kl_u_method == "Monte Carlo"
+    assert explicit_elbo(srvae, guide.guide, x).prior_kl_method == "Monte Carlo"
     assert abs(z_score(srvae, guide, x)) < 4

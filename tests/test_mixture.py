@@ -6,7 +6,7 @@ from conftest import build, mean_and_se
 from torch.distributions import Independent, Normal, kl_divergence
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
-from model.elbo import kl_u_term, mixture_kl_bound
+from model.elbo import kl_to_prior, mixture_kl_bound
 from model.priors import MixtureOfGaussiansPrior
 
 SAMPLES = 20_000
@@ -49,14 +49,14 @@ def test_one_component_gives_the_closed_form():
     assert ((mc - exact).abs() < 4 * se).all()
 
 
-def test_kl_u_term_names_its_method():
+def test_kl_to_prior_names_its_method():
     q, p = q_and_mixture(components=3)
     u = q.sample((2,))
-    assert kl_u_term(q, p, u, "tight")[1] == "tight bound"
-    assert kl_u_term(q, p, u, "convexity")[1] == "convexity bound"
-    assert kl_u_term(q, p, u, "mc")[1] == "Monte Carlo"
+    assert kl_to_prior(q, p, u, "tight")[1] == "tight bound"
+    assert kl_to_prior(q, p, u, "convexity")[1] == "convexity bound"
+    assert kl_to_prior(q, p, u, "mc")[1] == "Monte Carlo"
     standard = Independent(Normal(torch.zeros(4), torch.ones(4)), 1).expand((8,))
-    assert kl_u_term(q, standard, u)[1] == "closed form"
+    assert kl_to_prior(q, standard, u)[1] == "closed form"
 
 
 def test_explicit_elbo_with_a_mixture_prior_is_a_lower_bound_of_pyros(x):

@@ -52,9 +52,19 @@ def test_discretized_likelihood_with_a_mixture_prior_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     assert {p.name for p in out.iterdir()} == OUTPUTS
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["kl_u_method"] == "tight bound"
+    assert metrics["prior_kl_method"] == "tight bound"
     assert metrics["explicit_neg_elbo"] > 0 and metrics["iw_neg_log_likelihood"] > 0  # masses: −log P > 0
     assert "discretized likelihood: −ELBO bounds −log P(x, y)" in result.stdout
+
+
+def test_vae_baseline_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    result = run("--model", "vae", *QUICK, "--sr-fit-steps", "20", "--sr-proposals", "50", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["k_y"] == 0 and metrics["bits_per_dim_kx"] == metrics["bits_per_dim_kx_ky"]
+    assert "−ELBO bounds −log p(x)" in result.stdout and "active units of z" in result.stdout
 
 
 def test_checkpoint_reloads_with_weights_only_and_reproduces_the_test_elbo(finished_run):

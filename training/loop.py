@@ -34,8 +34,7 @@ def train(srvae, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
         if test_x is not None:
             with torch.no_grad():
                 row["test_loss"] = -explicit_elbo(srvae, guide.guide, test_x).elbo.mean().item()
-        row.update(gamma_x=srvae.p_x_given_yz.gamma.item(), gamma_y=srvae.p_y_given_u.gamma.item(),
-                   seconds=time.perf_counter() - start)
+        row.update(**srvae.gammas(), seconds=time.perf_counter() - start)
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.2f}/img", test=f"{row.get('test_loss', float('nan')):.2f}")
         if on_epoch is not None:

@@ -1,0 +1,27 @@
+"""The amortized guide of the VAE baseline: q(z | x) from an encoder of x."""
+
+import pyro
+
+from data.downscale import upsample
+from guides.amortized import DownscalingGuide, ImageEncoder
+from model.srvae import batch_size
+
+
+class QZGivenXVAE(ImageEncoder):
+    """q(z | x) = N(μ(x), diag σ²(x))."""
+
+
+class AmortizedVAEGuide(DownscalingGuide):
+    """q(z | x). Given an LR image y alone, the same encoder applied to bicubic upsampling of y
+    proposes z; super-resolution reweights those proposals by the model (``evaluation.superres``)."""
+
+    def __init__(self, x_shape, latent=12, scale=2, downscale_mode="area", hidden=256, depth=2, levels=None):
+        super().__init__(scale, downscale_mode, levels)
+        self.q_z_given_x = QZGivenXVAE(x_shape, latent, hidden, depth)
+
+    def guide(self, x=None, y=None, num_images=None):
+        """Same signature as ``VAE.model``."""
+        pyro.module("vae_guide", self)
+        with pyro.plate("data", batch_size(x, y, num_images), dim=-1):
+            seen = x if x is not None else upsample(y, self.scale, "bicubic")
+            pyro.sample("z", self.q_z_given_x(seen))

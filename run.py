@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto = cuda when available, else cpu [%(default)s]")
 
     e = p.add_argument_group("evaluation and output")
+    e.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
+                   help="evaluate the checkpoint.pt of a finished run on the test set of --dataset instead of "
+                        "training (its configuration fixes the model; the flags below still apply)")
     e.add_argument("--eval-particles", type=positive(int), default=64,
                    help="particles per test image in each ELBO estimate [%(default)s]")
     e.add_argument("--eval-repeats", type=positive(int), default=10,
@@ -136,10 +139,8 @@ def prepare_out(out: Path) -> Path:
 def check(args) -> None:
     if args.eval_repeats < 2:
         raise UsageError(f"--eval-repeats must be at least 2 for a standard error, got {args.eval_repeats}")
-    for flag, vae_default in (("sr_proposals", 1000), ("sr_fit_steps", 300)):
-        if getattr(args, flag) is None:
-            setattr(args, flag, vae_default if args.model == "vae" else 0)
-        if getattr(args, flag) < 0:
+    for flag in ("sr_proposals", "sr_fit_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}")
 
 
@@ -167,16 +168,83 @@ def progress_lines(epochs: int):
     return report
 
 
+EVALUATION_KEYS = ("eval_particles", "eval_repeats", "iw_samples", "sr_samples", "sr_proposals", "sr_fit_steps",
+                   "seed", "mixture_kl")
+
+
+def open_checkpoint(args, device):
+    """The checkpoint of ``--evaluate``, the data set to evaluate it on, and the model and guide it
+    holds: every check made before anything is written."""
+    from data import load_dataset
+    from training.build import build_model_and_guide
+    from training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+
+    path = args.evaluate
+    if not path.is_file():
+        raise UsageError(f"--evaluate {path}: no such file; give the checkpoint.pt of a finished run")
+    try:
+        checkpoint = load_checkpoint(path, map_location=device)
+    except Exception as error:  # a corrupt file, or one that is not tensors and plain values
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--evaluate {path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or not {"format", "config", "srvae", "guide"} <= set(checkpoint):
+        raise UsageError(f"--evaluate {path}: not an SRVAE-Pyro checkpoint (missing config or state dicts)")
+    if checkpoint["format"] != CHECKPOINT_FORMAT:
+        raise UsageError(f"--evaluate {path}: checkpoint format {checkpoint['format']}, this version reads "
+                         f"format {CHECKPOINT_FORMAT}")
+    trained_on = checkpoint["config"]["dataset"]
+    if args.dataset != trained_on:
+        raise UsageError(f"--evaluate {path}: the checkpoint was trained on {trained_on}, not {args.dataset}; "
+                         f"pass --dataset {trained_on}")
+    data = load_dataset(args.dataset)
+    shape = list(checkpoint["config"]["image_shape"])
+    if list(data.image_shape) != shape:
+        raise UsageError(f"--evaluate {path}: the checkpoint expects images of shape {shape}, "
+                         f"{args.dataset} has {list(data.image_shape)}")
+    model, guide = build_model_and_guide(checkpoint["config"], data.image_shape, device)
+    try:
+        model.load_state_dict(checkpoint["srvae"])
+        guide.load_state_dict(checkpoint["guide"])
+    except RuntimeError:
+        raise UsageError(f"--evaluate {path}: its state dicts do not match the architecture its configuration "
+                         "describes") from None
+    return checkpoint, data, (model, guide)
+
+
+def fill_sr_defaults(config: dict) -> dict:
+    """SR from the VAE needs a posterior fitted to y and resampled; the SRVAE's guide has q(u|y)."""
+    vae = config.get("model") == "vae"
+    for key, vae_default in (("sr_proposals", 1000), ("sr_fit_steps", 300)):
+        if config.get(key) is None:
+            config[key] = vae_default if vae else 0
+    return config
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check(args)
         device = resolve_device(args.device)
-        out = prepare_out(args.out or Path("runs") / f"{args.dataset}-{args.model}-{args.guide}-{args.prior}")
+        if args.evaluate:
+            checkpoint, data, trained = open_checkpoint(args, device)
+            default_out = args.evaluate.parent / "evaluation"
+        else:
+            checkpoint, data, trained = None, None, None
+            default_out = Path("runs") / f"{args.dataset}-{args.model}-{args.guide}-{args.prior}"
+        out = prepare_out(args.out or default_out)
     except UsageError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 2
 
+    import pyro
+
+    pyro.enable_validation(False)  # argument checks cost time in the hot loop; the tests run with them on
+    if checkpoint is None:
+        return train_and_evaluate(args, device, out)
+    return evaluate_checkpoint(args, checkpoint, data, trained, device, out)
+
+
+def train_and_evaluate(args, device, out: Path) -> int:
     import pyro
 
     from data import load_dataset
@@ -187,24 +255,44 @@ def main(argv=None) -> int:
 
     data = load_dataset(args.dataset).to(device)
     data.discrete = args.likelihood == "discretized"
-    config = {**{k: v for k, v in vars(args).items() if k != "out"}, "device": device, "out": str(out),
-              "gamma_init": 0.1, "image_shape": list(data.image_shape), "levels": data.levels}
+    config = fill_sr_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate")},
+                               "device": device, "out": str(out), "gamma_init": 0.1,
+                               "image_shape": list(data.image_shape), "levels": data.levels})
     pyro.set_rng_seed(args.seed)
-    pyro.enable_validation(False)  # argument checks cost time in the hot loop; the tests run with them on
-    srvae, guide = build_model_and_guide(config, data.image_shape, device)
-    loss = make_objective(args.objective, srvae, guide, args.mixture_kl, args.particles)
+    model, guide = build_model_and_guide(config, data.image_shape, device)
+    loss = make_objective(args.objective, model, guide, args.mixture_kl, args.particles)
 
     interactive = sys.stderr.isatty()
     start = time.perf_counter()
-    history = train(srvae, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=data.test_images(),
+    history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=data.test_images(),
                     progress=interactive, on_epoch=None if interactive else progress_lines(args.epochs))
     seconds = time.perf_counter() - start
 
     print("evaluating on the test set …", file=sys.stderr, flush=True)
-    metrics = {**evaluate_run(srvae, guide, data, config), "train_seconds": seconds}
-    written = write_outputs(out, srvae, guide, config, history, metrics)
-    written += write_figures(srvae, guide, data, config, history, metrics, out)
+    metrics = {**evaluate_run(model, guide, data, config), "train_seconds": seconds}
+    written = write_outputs(out, model, guide, config, history, metrics)
+    written += write_figures(model, guide, data, config, history, metrics, out)
     print(summary(metrics, config, seconds))
+    print(f"outputs in {out}/: {' '.join(written)}")
+    return 0
+
+
+def evaluate_checkpoint(args, checkpoint: dict, data, trained, device, out: Path) -> int:
+    """``--evaluate``: the trained model of a checkpoint, measured afresh (no training)."""
+    from evaluation.report import evaluate_run, summary, write_figures
+
+    model, guide = trained
+    config = fill_sr_defaults({**checkpoint["config"], **{k: getattr(args, k) for k in EVALUATION_KEYS},
+                               "device": device, "out": str(out), "evaluated_checkpoint": str(args.evaluate)})
+    data = data.to(device)
+    data.discrete = config.get("likelihood") == "discretized"
+    print(f"evaluating {args.evaluate} on the {config['dataset']} test set …", file=sys.stderr, flush=True)
+    metrics = evaluate_run(model, guide, data, config)
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    written = ["config.json", "metrics.json"]
+    written += write_figures(model, guide, data, config, checkpoint.get("history") or [], metrics, out)
+    print(summary(metrics, config, metrics.get("train_seconds", 0.0)))
     print(f"outputs in {out}/: {' '.join(written)}")
     return 0
 

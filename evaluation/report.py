@@ -56,7 +56,10 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
     pyro.set_rng_seed(config["seed"])
     x = data.test_images()[:10]
     y = guide.d(x)
-    figures.loss_curves(history, out / "loss_curves.png")
+    written = []
+    if history:
+        figures.loss_curves(history, out / "loss_curves.png")
+        written.append("loss_curves.png")
 
     figures.image_rows([("x", x), ("y = d(x)", y), ("x̂", reconstruct(model, guide, x))], out / "reconstructions.png",
                        "reconstructions: x, its LR version y, the decoder's mean at latents drawn from q(· | x)")
@@ -77,7 +80,7 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
                        out / "superres.png", f"super-resolution from y alone: {config['sr_samples']} samples of x",
                        heat=("SR std", "|SR mean − x|"))
     figures.reliability(metrics["reliability_nominal"], metrics["reliability_observed"], out / "reliability.png")
-    return ["loss_curves.png", "reconstructions.png", "samples.png", "superres.png", "reliability.png"]
+    return [*written, "reconstructions.png", "samples.png", "superres.png", "reliability.png"]
 
 
 def summary(metrics: dict, config: dict, seconds: float) -> str:

@@ -112,6 +112,60 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
     assert not out.exists()
 
 
+def test_evaluate_a_checkpoint_reproduces_its_metrics(finished_run, tmp_path):
+    out, _ = finished_run
+    result = run("--evaluate", str(out / "checkpoint.pt"), *QUICK[2:], "--out", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in (tmp_path / "eval").iterdir()} == OUTPUTS - {"history.csv", "checkpoint.pt"}
+    saved = json.loads((out / "metrics.json").read_text())
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for key in ("pyro_neg_elbo", "explicit_neg_elbo", "iw_neg_log_likelihood", "sr_psnr"):
+        assert again[key] == pytest.approx(saved[key], rel=1e-6), key
+
+
+class Payload:
+    """Unpickling this runs code: a checkpoint must never be loaded that way."""
+
+    def __reduce__(self):
+        return (exec, ("open(__import__('os').environ['PAYLOAD_MARK'], 'w').write('ran')",))
+
+
+def bad_checkpoints(folder: Path, good: Path) -> dict:
+    """name → (path, expected message) for checkpoints that must be refused."""
+    state = torch.load(good, weights_only=True)
+    cases = {"missing": (folder / "absent.pt", "no such file")}
+    (folder / "garbage.pt").write_bytes(b"this is not a checkpoint")
+    cases["garbage"] = (folder / "garbage.pt", "not a readable checkpoint")
+    torch.save({"weights": torch.zeros(3)}, folder / "foreign.pt")
+    cases["foreign"] = (folder / "foreign.pt", "not an SRVAE-Pyro checkpoint")
+    torch.save({**state, "format": 99}, folder / "future.pt")
+    cases["future"] = (folder / "future.pt", "checkpoint format 99, this version reads format 1")
+    torch.save({**state, "config": {**state["config"], "dataset": "mnist"}}, folder / "mnist.pt")
+    cases["other data set"] = (folder / "mnist.pt", "the checkpoint was trained on mnist, not digits")
+    torch.save({**state, "config": {**state["config"], "image_shape": [1, 16, 16]}}, folder / "big.pt")
+    cases["other shape"] = (folder / "big.pt", "expects images of shape [1, 16, 16], digits has [1, 8, 8]")
+    torch.save({**state, "config": {**state["config"], "hidden": 32}}, folder / "narrow.pt")
+    cases["other architecture"] = (folder / "narrow.pt", "do not match the architecture")
+    torch.save({**state, "payload": Payload()}, folder / "evil.pt")
+    cases["code in a pickle"] = (folder / "evil.pt", "not a readable checkpoint")
+    return cases
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "foreign", "future", "other data set", "other shape",
+                                  "other architecture", "code in a pickle"])
+def test_bad_checkpoints_exit_2_with_one_line(finished_run, tmp_path, case, monkeypatch):
+    out, _ = finished_run
+    path, message = bad_checkpoints(tmp_path, out / "checkpoint.pt")[case]
+    mark = tmp_path / "payload-ran"
+    monkeypatch.setenv("PAYLOAD_MARK", str(mark))
+    result = run("--evaluate", str(path), "--out", str(tmp_path / "eval"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert not mark.exists()  # the pickle's code never ran
+    assert not (tmp_path / "eval").exists()
+
+
 def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -87,4 +87,4 @@ def test_fitted_posterior_explains_y_and_super_resolves_better(trained_vae, x):
     raw = super_resolve(vae, guide, y, num_samples=50)
     fitted = super_resolve(vae, guide, y, num_samples=50, proposals=200, fit_steps=150)
     assert ((fitted.mean(0) - x) ** 2).mean() < ((raw.mean(0) - x) ** 2).mean()
-    assert not any("AutoNormal" in name for name in pyro.get_param_store().get_all_param_names())  # fitted in a scope
+    assert not pyro.get_param_store().match("AutoNormal")  # fitted inside a scope of its own

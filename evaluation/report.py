@@ -89,6 +89,8 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
     kl_name = "KL(q(z|x) ‖ p(z))" if vae else "KL_u"
     bounded = f" (≤ 0 expected: the explicit {kl_name} is an upper bound)" if "bound" in m["prior_kl_method"] else ""
     target = "−log p(x)" if vae else "−log p(x, y)"
+    if config["likelihood"] == "discretized":
+        target = target.replace("p(", "P(")  # probability masses
     rows = [
         ("test −ELBO, Pyro Trace_ELBO", f"{m['pyro_neg_elbo']:.2f} ± {m['pyro_neg_elbo_se']:.2f} nats/image "
                                         f"({m['particles']} particles × {m['repeats']} repeats)"),
@@ -131,7 +133,7 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
             f"likelihood {config['likelihood']}, objective {config['objective']}, {config['epochs']} epochs in "
             f"{seconds:.1f} s on {config['device']}")
     if config["likelihood"] == "discretized":
-        note = (f"(discretized likelihood: −ELBO bounds {target.replace('p', 'P')}, a probability mass on "
+        note = (f"(discretized likelihood: −ELBO bounds {target}, a probability mass on "
                 f"{m['levels']} levels per pixel{'' if vae else ', comparable with a VAE’s −log P(x)'})")
     else:
         dims = "k_x" if vae else "k_x + k_y"

@@ -20,26 +20,26 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def pyro_neg_elbo(srvae, guide, x, y=None, num_particles=64, repeats=10, chunk=512):
+def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=512):
     """−ELBO per image by Pyro's ``Trace_ELBO`` with vectorized particles: (mean, standard error).
 
     Each of the ``repeats`` independent estimates averages ``num_particles`` particles over the
     whole set; the standard error is that of their mean.
     """
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
-    values = torch.tensor([sum(elbo.loss(srvae.model, guide.guide, xc, yc) for xc, yc in chunks(x, y, chunk))
+    values = torch.tensor([sum(elbo.loss(model.model, guide.guide, xc, yc) for xc, yc in chunks(x, y, chunk))
                            for _ in range(repeats)], dtype=torch.float64)
     return mean_and_se(values / len(x))
 
 
 @torch.no_grad()
-def explicit_neg_elbo(srvae, guide, x, y=None, num_samples=64, repeats=10, chunk=512, mixture_kl="tight"):
+def explicit_neg_elbo(model, guide, x, y=None, num_samples=64, repeats=10, chunk=512, mixture_kl="tight"):
     """The explicit −ELBO per image and each term, as means with standard errors over repeats."""
     rows = []
     for _ in range(repeats):
         sums = torch.zeros(5, dtype=torch.float64)
         for xc, yc in chunks(x, y, chunk):
-            t = explicit_elbo(srvae, guide.guide, xc, yc, num_samples=num_samples, mixture_kl=mixture_kl)
+            t = explicit_elbo(model, guide.guide, xc, yc, num_samples=num_samples, mixture_kl=mixture_kl)
             terms = [-t.elbo, t.rec_x, t.rec_y, t.kl_u, t.kl_z]
             sums += torch.stack([term.sum() for term in terms]).double().cpu()
         rows.append(sums / len(x))
@@ -63,11 +63,11 @@ def bits_per_dim(neg_log_likelihood: float, k_x: int, k_y: int, levels: int, dis
             "bits_per_dim_kx_ky": mass_nats / ((k_x + k_y) * math.log(2))}
 
 
-def evaluate_elbo(srvae, guide, x, y=None, levels=256, num_particles=64, repeats=10, mixture_kl="tight") -> dict:
+def evaluate_elbo(model, guide, x, y=None, levels=256, num_particles=64, repeats=10, mixture_kl="tight") -> dict:
     """Pyro's and the explicit −ELBO per image, their difference in standard errors, each
     explicit term, and bits/dim."""
-    pyro_mean, pyro_se = pyro_neg_elbo(srvae, guide, x, y, num_particles, repeats)
-    explicit = explicit_neg_elbo(srvae, guide, x, y, num_particles, repeats, mixture_kl=mixture_kl)
+    pyro_mean, pyro_se = pyro_neg_elbo(model, guide, x, y, num_particles, repeats)
+    explicit = explicit_neg_elbo(model, guide, x, y, num_particles, repeats, mixture_kl=mixture_kl)
     ex_mean, ex_se = explicit["neg_elbo"]
     se = math.hypot(pyro_se, ex_se)
     return {
@@ -76,6 +76,6 @@ def evaluate_elbo(srvae, guide, x, y=None, levels=256, num_particles=64, repeats
         "difference": pyro_mean - ex_mean, "difference_in_se": (pyro_mean - ex_mean) / se if se > 0 else 0.0,
         **{name: explicit[name][0] for name in ("rec_x", "rec_y", "kl_u", "kl_z")},
         "prior_kl_method": explicit["prior_kl_method"],
-        **bits_per_dim(ex_mean, srvae.k_x, srvae.k_y, levels, discrete=srvae.levels is not None),
+        **bits_per_dim(ex_mean, model.k_x, model.k_y, levels, discrete=model.levels is not None),
         "particles": num_particles, "repeats": repeats,
     }

@@ -21,17 +21,17 @@ def log_density(trace, exclude=()) -> torch.Tensor:
 
 
 @torch.no_grad()
-def log_weights(srvae, guide, x, y=None, num_samples=1) -> torch.Tensor:
+def log_weights(model, guide, x, y=None, num_samples=1) -> torch.Tensor:
     """log w = log p(x, y, u, z) − log q(u, z, y | x) for ``num_samples`` guide draws per image: (S, N).
 
     The Delta site of y contributes log 1 = 0 to the guide's side (SPEC §3).
     """
-    guide_trace, model_trace = guide_and_model_traces(srvae.model, guide.guide, x, y, num_samples)
+    guide_trace, model_trace = guide_and_model_traces(model.model, guide.guide, x, y, num_samples)
     return log_density(model_trace) - log_density(guide_trace)
 
 
 @torch.no_grad()
-def importance_weighted_log_likelihood(srvae, guide, x, y=None, num_samples=1000, sample_chunk=250,
+def importance_weighted_log_likelihood(model, guide, x, y=None, num_samples=1000, sample_chunk=250,
                                        image_chunk=256) -> torch.Tensor:
     """log p(x, y) ≥ log (1/K) Σₖ wₖ per image, K = ``num_samples``: shape (N,).
 
@@ -45,7 +45,7 @@ def importance_weighted_log_likelihood(srvae, guide, x, y=None, num_samples=1000
     for xc, yc in chunks(x, y, image_chunk):
         running = None  # log Σ_k w_k over the chunks drawn so far, per image
         for start in range(0, num_samples, sample_chunk):
-            lw = torch.logsumexp(log_weights(srvae, guide, xc, yc, min(sample_chunk, num_samples - start)), dim=0)
+            lw = torch.logsumexp(log_weights(model, guide, xc, yc, min(sample_chunk, num_samples - start)), dim=0)
             running = lw if running is None else torch.logaddexp(running, lw)
         estimates.append(running - math.log(num_samples))
     return torch.cat(estimates)

@@ -96,7 +96,7 @@ def interval_coverage(samples: torch.Tensor, x: torch.Tensor, level: float) -> t
     return ((x >= low) & (x <= high)).flatten(1).float().mean(1)
 
 
-def evaluate_superres(srvae, guide, x: torch.Tensor, y: torch.Tensor, scale: int, num_samples: int = 100,
+def evaluate_superres(model, guide, x: torch.Tensor, y: torch.Tensor, scale: int, num_samples: int = 100,
                       image_chunk: int = 256, proposals: int = 0, fit_steps: int = 0) -> dict:
     """PSNR and SSIM of the SR mean, of bicubic and of nearest upsampling against the true x;
     coverage of the central intervals of the samples; the mean predictive std. Means over images."""
@@ -104,7 +104,7 @@ def evaluate_superres(srvae, guide, x: torch.Tensor, y: torch.Tensor, scale: int
                                        "nearest_ssim", "sr_std")}
     coverage = {level: [] for level in RELIABILITY_LEVELS}
     for xc, yc in chunks(x, y, image_chunk):
-        samples = super_resolve(srvae, guide, yc, num_samples, proposals, fit_steps)
+        samples = super_resolve(model, guide, yc, num_samples, proposals, fit_steps)
         for name, images in (("sr", samples.mean(0)), ("bicubic", upsample(yc, scale, "bicubic")),
                              ("nearest", upsample(yc, scale, "nearest"))):
             psnr, ssim = image_quality(images, xc)

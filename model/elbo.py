@@ -37,7 +37,7 @@ class ELBOTerms:
         return self.rec_x + self.rec_y - self.kl_u - self.kl_z
 
 
-def explicit_elbo(srvae, guide, x=None, y=None, num_samples=1, mixture_kl="tight") -> ELBOTerms:
+def explicit_elbo(model, guide, x=None, y=None, num_samples=1, mixture_kl="tight") -> ELBOTerms:
     """ELBO(x) per image, each term separately (SPEC §4).
 
     ``guide`` is a guide function with the model's signature. ``mixture_kl`` chooses how
@@ -46,16 +46,16 @@ def explicit_elbo(srvae, guide, x=None, y=None, num_samples=1, mixture_kl="tight
     """
     if mixture_kl not in MIXTURE_KL:
         raise ValueError(f"unknown mixture KL {mixture_kl!r}; choose from {', '.join(MIXTURE_KL)}")
-    guide_trace, model_trace = guide_and_model_traces(srvae.model, guide, x, y, num_samples)
+    guide_trace, model_trace = guide_and_model_traces(model.model, guide, x, y, num_samples)
     p, q = model_trace.nodes, guide_trace.nodes
     if "u" not in p:  # the VAE baseline: E log p(x|z) − KL(q(z|x) ‖ p(z))
-        rec_x = srvae.p_x_given_z.log_likelihood(x, p["x"]["fn"].base_dist.loc)
+        rec_x = model.p_x_given_z.log_likelihood(x, p["x"]["fn"].base_dist.loc)
         kl_z, method = kl_to_prior(q["z"]["fn"], p["z"]["fn"], q["z"]["value"], mixture_kl)
         zero = torch.zeros_like(kl_z.mean(0))
         return ELBOTerms(rec_x.mean(0), zero, zero, kl_z.mean(0), method)
     y = p["y"]["value"]
-    rec_x = srvae.p_x_given_yz.log_likelihood(x, p["x"]["fn"].base_dist.loc)
-    rec_y = srvae.p_y_given_u.log_likelihood(y, p["y"]["fn"].base_dist.loc)
+    rec_x = model.p_x_given_yz.log_likelihood(x, p["x"]["fn"].base_dist.loc)
+    rec_y = model.p_y_given_u.log_likelihood(y, p["y"]["fn"].base_dist.loc)
     kl_u, method = kl_to_prior(q["u"]["fn"], p["u"]["fn"], q["u"]["value"], mixture_kl)
     kl_z = kl_divergence(q["z"]["fn"], p["z"]["fn"])
     return ELBOTerms(rec_x.mean(0), rec_y.mean(0), kl_u.mean(0), kl_z.mean(0), method)

@@ -8,7 +8,7 @@ from tqdm import tqdm
 from model.elbo import explicit_elbo
 
 
-def train(srvae, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
+def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
           test_x=None, progress: bool = True, on_epoch=None) -> list[dict]:
     """Run ``epochs`` passes over ``data.train_values`` (fresh dequantization each batch).
 
@@ -16,7 +16,7 @@ def train(srvae, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
     −ELBO per image on ``test_x`` (for the loss curves), γ₁, γ₂ and the elapsed seconds.
     ``progress`` shows a bar; ``on_epoch(row)`` is called after each epoch.
     """
-    params = list(srvae.parameters()) + list(guide.parameters())
+    params = list(model.parameters()) + list(guide.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
     n = len(data.train_values)
     device = data.train_values.device
@@ -33,8 +33,8 @@ def train(srvae, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
         row = {"epoch": epoch, "train_loss": total / n}
         if test_x is not None:
             with torch.no_grad():
-                row["test_loss"] = -explicit_elbo(srvae, guide.guide, test_x).elbo.mean().item()
-        row.update(**srvae.gammas(), seconds=time.perf_counter() - start)
+                row["test_loss"] = -explicit_elbo(model, guide.guide, test_x).elbo.mean().item()
+        row.update(**model.gammas(), seconds=time.perf_counter() - start)
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.2f}/img", test=f"{row.get('test_loss', float('nan')):.2f}")
         if on_epoch is not None:

@@ -10,17 +10,17 @@ OBJECTIVES = {
 }
 
 
-def make_objective(name: str, srvae, guide, mixture_kl: str = "tight", num_particles: int = 1):
+def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_particles: int = 1):
     """The loss function of objective ``name`` for this model and guide module."""
     if name == "pyro":
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
 
         def loss(x, y=None):
-            return elbo.differentiable_loss(srvae.model, guide.guide, x, y)
+            return elbo.differentiable_loss(model.model, guide.guide, x, y)
     elif name == "explicit":
 
         def loss(x, y=None):
-            terms = explicit_elbo(srvae, guide.guide, x, y, num_samples=num_particles, mixture_kl=mixture_kl)
+            terms = explicit_elbo(model, guide.guide, x, y, num_samples=num_particles, mixture_kl=mixture_kl)
             return -terms.elbo.sum()
     else:
         raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")

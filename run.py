@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--guide", default="amortized", choices=list(GUIDES),
                    help="how q(u|y) and q(z|x) get their parameters (SPEC §5) [%(default)s]")
     m.add_argument("--prior", default="normal", choices=list(PRIORS),
-                   help="p(u): standard normal or a learnable mixture of Gaussians (SPEC §6) [%(default)s]")
+                   help="p(u) (SPEC §6): " + "; ".join(f"{k} = {v}" for k, v in PRIORS.items()) + " [%(default)s]")
     m.add_argument("--components", type=positive(int), default=10,
-                   help="number of mixture components K for --prior mog [%(default)s]")
+                   help="mixture components K for --prior mog, pseudo-inputs K for --prior vamp [%(default)s]")
     m.add_argument("--mixture-kl", default="tight", choices=MIXTURE_KL,
                    help="KL_u for a mixture prior in the explicit ELBO: tight bound −log Σ w e^−KL, "
                         "the seed's convexity bound Σ w KL, or Monte Carlo [%(default)s]")

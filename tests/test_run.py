@@ -84,7 +84,8 @@ def test_checkpoint_reloads_with_weights_only_and_reproduces_the_test_elbo(finis
 
 BAD = {
     "unknown guide": (["--guide", "nope"], "argument --guide: invalid choice: 'nope' (choose from 'amortized')"),
-    "unknown prior": (["--prior", "nope"], "argument --prior: invalid choice: 'nope' (choose from 'normal', 'mog')"),
+    "unknown prior": (["--prior", "nope"],
+                      "argument --prior: invalid choice: 'nope' (choose from 'normal', 'mog', 'vamp', 'flow')"),
     "unknown dataset": (["--dataset", "nope"], "argument --dataset: invalid choice: 'nope' (choose from 'digits')"),
     "unknown objective": (["--objective", "nope"],
                           "argument --objective: invalid choice: 'nope' (choose from 'pyro', 'explicit')"),

@@ -69,16 +69,16 @@ def test_psnr_and_ssim():
 
 
 @pytest.fixture(scope="module")
-def trained_30(digits):
-    """30 epochs: enough for the SR mean to beat bicubic upsampling."""
+def trained_50(digits):
+    """50 epochs: enough for the SR mean to beat bicubic upsampling by a margin (≈ 17 dB against 14)."""
     srvae, guide = build(seed=5)
-    train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=30, batch_size=64, lr=1e-3,
+    train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=50, batch_size=64, lr=1e-3,
           progress=False)
     return srvae, guide
 
 
-def test_sr_beats_bicubic_and_its_90_percent_intervals_hold_about_90_percent(trained_30, digits):
-    srvae, guide = trained_30
+def test_sr_beats_bicubic_and_its_90_percent_intervals_hold_about_90_percent(trained_50, digits):
+    srvae, guide = trained_50
     x = digits.test_images()
     torch.manual_seed(0)
     metrics = evaluate_superres(srvae, guide, x, downscale(x), scale=2, num_samples=100, image_chunk=100)

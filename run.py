@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=positive(int), default=200, help="passes over the training set [%(default)s]")
     t.add_argument("--batch-size", type=positive(int), default=64, help="images per step [%(default)s]")
     t.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate [%(default)s]")
+    t.add_argument("--kl-warmup", type=int, default=0, metavar="EPOCHS",
+                   help="scale the KL terms from 0 to 1 over this many epochs (0 = no warm-up); the reported "
+                        "ELBO is always the unscaled one [%(default)s]")
     t.add_argument("--seed", type=int, default=0, help="seeds initialisation, training and evaluation [%(default)s]")
     t.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto = cuda when available, else cpu [%(default)s]")
@@ -139,7 +142,7 @@ def prepare_out(out: Path) -> Path:
 def check(args) -> None:
     if args.eval_repeats < 2:
         raise UsageError(f"--eval-repeats must be at least 2 for a standard error, got {args.eval_repeats}")
-    for flag in ("sr_proposals", "sr_fit_steps"):
+    for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}")
 
@@ -265,7 +268,8 @@ def train_and_evaluate(args, device, out: Path) -> int:
     interactive = sys.stderr.isatty()
     start = time.perf_counter()
     history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=data.test_images(),
-                    progress=interactive, on_epoch=None if interactive else progress_lines(args.epochs))
+                    progress=interactive, on_epoch=None if interactive else progress_lines(args.epochs),
+                    kl_warmup=args.kl_warmup)
     seconds = time.perf_counter() - start
 
     print("evaluating on the test set …", file=sys.stderr, flush=True)

@@ -6,15 +6,18 @@ import torch
 from tqdm import tqdm
 
 from model.elbo import explicit_elbo
+from training.warmup import kl_scale
 
 
 def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
-          test_x=None, progress: bool = True, on_epoch=None) -> list[dict]:
+          test_x=None, progress: bool = True, on_epoch=None, kl_warmup: int = 0) -> list[dict]:
     """Run ``epochs`` passes over ``data.train_values`` (fresh dequantization each batch).
 
     Returns one history row per epoch: the mean training loss per image, a one-sample explicit
     −ELBO per image on ``test_x`` (for the loss curves), γ₁, γ₂ and the elapsed seconds.
-    ``progress`` shows a bar; ``on_epoch(row)`` is called after each epoch.
+    ``progress`` shows a bar; ``on_epoch(row)`` is called after each epoch. With ``kl_warmup`` > 0
+    the KL terms of the training loss are scaled by β rising linearly from 0 to 1 over that many
+    epochs (recorded as ``kl_scale``); the test −ELBO is never scaled.
     """
     params = list(model.parameters()) + list(guide.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -24,13 +27,15 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
     bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         total = 0.0
-        for index in torch.randperm(n, device=device).split(batch_size):
-            loss = loss_fn(data.train_batch(index))
+        batches = torch.randperm(n, device=device).split(batch_size)
+        for i, index in enumerate(batches):
+            beta = kl_scale(epoch, (i + 1) / len(batches), kl_warmup)
+            loss = loss_fn(data.train_batch(index), kl_scale=beta)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item()
-        row = {"epoch": epoch, "train_loss": total / n}
+        row = {"epoch": epoch, "train_loss": total / n, "kl_scale": beta}
         if test_x is not None:
             with torch.no_grad():
                 row["test_loss"] = -explicit_elbo(model, guide.guide, test_x).elbo.mean().item()

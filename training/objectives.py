@@ -1,8 +1,10 @@
-"""Training objectives: each is a loss(x, y) → −ELBO summed over the batch, differentiable."""
+"""Training objectives: each is a loss(x, y, kl_scale) → −ELBO summed over the batch, differentiable,
+with the KL terms multiplied by ``kl_scale`` (β of the KL warm-up; 1 is the ELBO itself)."""
 
 from pyro.infer import Trace_ELBO
 
 from model.elbo import explicit_elbo
+from training.warmup import ScaleSites
 
 OBJECTIVES = {
     "pyro": "Pyro's Trace_ELBO (Monte-Carlo log p − log q over every site)",
@@ -15,13 +17,16 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
     if name == "pyro":
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
 
-        def loss(x, y=None):
-            return elbo.differentiable_loss(model.model, guide.guide, x, y)
+        def loss(x, y=None, kl_scale=1.0):
+            if kl_scale == 1.0:
+                return elbo.differentiable_loss(model.model, guide.guide, x, y)
+            scaled = ScaleSites(kl_scale)
+            return elbo.differentiable_loss(scaled(model.model), scaled(guide.guide), x, y)
     elif name == "explicit":
 
-        def loss(x, y=None):
-            terms = explicit_elbo(model, guide.guide, x, y, num_samples=num_particles, mixture_kl=mixture_kl)
-            return -terms.elbo.sum()
+        def loss(x, y=None, kl_scale=1.0):
+            t = explicit_elbo(model, guide.guide, x, y, num_samples=num_particles, mixture_kl=mixture_kl)
+            return -(t.rec_x + t.rec_y - kl_scale * (t.kl_u + t.kl_z)).sum()
     else:
         raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
     return loss

@@ -1,0 +1,27 @@
+"""KL warm-up (issue 4): the KL terms scaled by β from 0 to 1 over the first epochs."""
+
+from pyro.poutine.messenger import Messenger
+
+LATENT_SITES = ("u", "z")  # their log p − log q make up KL_u and KL_z; y and x are reconstructions
+
+
+class ScaleSites(Messenger):
+    """Like ``poutine.scale``, but only for the sample sites named in ``sites``: multiplies their
+    log-densities by ``scale``. Applied to model and guide alike, it scales log p(u) − log q(u|y)
+    and log p(z|y,u) − log q(z|x), i.e. the KL terms, and nothing else."""
+
+    def __init__(self, scale: float, sites=LATENT_SITES):
+        super().__init__()
+        self.scale, self.sites = scale, tuple(sites)
+
+    def _process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] in self.sites:
+            msg["scale"] = self.scale * msg["scale"]
+
+
+def kl_scale(epoch: int, fraction: float, warmup_epochs: int) -> float:
+    """β at ``fraction`` ∈ (0, 1] of epoch ``epoch`` (counted from 1): linear from 0 to 1 over
+    ``warmup_epochs`` epochs, then 1."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, (epoch - 1 + fraction) / warmup_epochs)

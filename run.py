@@ -166,8 +166,9 @@ def progress_lines(epochs: int):
 
     def report(row):
         if row["epoch"] % every == 0 or row["epoch"] == epochs:
+            test = f"test {row['test_loss']:9.2f}/image  " if "test_loss" in row else ""
             print(f"epoch {row['epoch']:>5}/{epochs}  train −ELBO {row['train_loss']:9.2f}/image  "
-                  f"test {row['test_loss']:9.2f}/image  {row['seconds']:6.1f} s", file=sys.stderr, flush=True)
+                  f"{test}{row['seconds']:6.1f} s", file=sys.stderr, flush=True)
     return report
 
 

@@ -9,9 +9,11 @@ from model.elbo import explicit_elbo
 
 
 def chunks(x, y, size):
-    """(x, y) in chunks of ``size`` images; y may be None."""
+    """(x, y, index) in chunks of ``size`` images, index their positions in x; y may be None."""
     for start in range(0, len(x), size):
-        yield x[start:start + size], None if y is None else y[start:start + size]
+        stop = min(start + size, len(x))
+        index = torch.arange(start, stop, device=x.device)
+        yield x[start:stop], None if y is None else y[start:stop], index
 
 
 def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
@@ -27,8 +29,9 @@ def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=5
     whole set; the standard error is that of their mean.
     """
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
-    values = torch.tensor([sum(elbo.loss(model.model, guide.guide, xc, yc) for xc, yc in chunks(x, y, chunk))
-                           for _ in range(repeats)], dtype=torch.float64)
+    values = torch.tensor([sum(elbo.loss(model.model, guide.guide, xc, yc, index=index)
+                               for xc, yc, index in chunks(x, y, chunk)) for _ in range(repeats)],
+                          dtype=torch.float64)
     return mean_and_se(values / len(x))
 
 
@@ -38,8 +41,8 @@ def explicit_neg_elbo(model, guide, x, y=None, num_samples=64, repeats=10, chunk
     rows = []
     for _ in range(repeats):
         sums = torch.zeros(5, dtype=torch.float64)
-        for xc, yc in chunks(x, y, chunk):
-            t = explicit_elbo(model, guide.guide, xc, yc, num_samples=num_samples, mixture_kl=mixture_kl)
+        for xc, yc, index in chunks(x, y, chunk):
+            t = explicit_elbo(model, guide.guide, xc, yc, num_samples, mixture_kl, index)
             terms = [-t.elbo, t.rec_x, t.rec_y, t.kl_u, t.kl_z]
             sums += torch.stack([term.sum() for term in terms]).double().cpu()
         rows.append(sums / len(x))

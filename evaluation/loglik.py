@@ -21,12 +21,12 @@ def log_density(trace, exclude=()) -> torch.Tensor:
 
 
 @torch.no_grad()
-def log_weights(model, guide, x, y=None, num_samples=1) -> torch.Tensor:
+def log_weights(model, guide, x, y=None, num_samples=1, index=None) -> torch.Tensor:
     """log w = log p(x, y, u, z) − log q(u, z, y | x) for ``num_samples`` guide draws per image: (S, N).
 
     The Delta site of y contributes log 1 = 0 to the guide's side (SPEC §3).
     """
-    guide_trace, model_trace = guide_and_model_traces(model.model, guide.guide, x, y, num_samples)
+    guide_trace, model_trace = guide_and_model_traces(model.model, guide.guide, x, y, num_samples, index)
     return log_density(model_trace) - log_density(guide_trace)
 
 
@@ -42,10 +42,11 @@ def importance_weighted_log_likelihood(model, guide, x, y=None, num_samples=1000
     if num_samples < 1:
         raise ValueError(f"the number of importance samples must be positive, got {num_samples}")
     estimates = []
-    for xc, yc in chunks(x, y, image_chunk):
+    for xc, yc, index in chunks(x, y, image_chunk):
         running = None  # log Σ_k w_k over the chunks drawn so far, per image
         for start in range(0, num_samples, sample_chunk):
-            lw = torch.logsumexp(log_weights(model, guide, xc, yc, min(sample_chunk, num_samples - start)), dim=0)
+            draws = min(sample_chunk, num_samples - start)
+            lw = torch.logsumexp(log_weights(model, guide, xc, yc, draws, index), dim=0)
             running = lw if running is None else torch.logaddexp(running, lw)
         estimates.append(running - math.log(num_samples))
     return torch.cat(estimates)
@@ -56,8 +57,8 @@ def active_units(guide, x, y=None, threshold=0.01, image_chunk=1024) -> dict:
     """Latent dimensions d with Cov_x(E_q[u_d]) > ``threshold`` (Burda et al.'s criterion), for each
     of u and z that the guide infers."""
     means = {}
-    for xc, yc in chunks(x, y, image_chunk):
-        trace = poutine.trace(guide.guide).get_trace(xc, yc)
+    for xc, yc, index in chunks(x, y, image_chunk):
+        trace = poutine.trace(guide.guide).get_trace(xc, yc, index=index)
         for name in ("u", "z"):
             if name in trace.nodes:
                 means.setdefault(name, []).append(trace.nodes[name]["fn"].mean)

@@ -103,7 +103,7 @@ def evaluate_superres(model, guide, x: torch.Tensor, y: torch.Tensor, scale: int
     per_image = {name: [] for name in ("sr_psnr", "sr_ssim", "bicubic_psnr", "bicubic_ssim", "nearest_psnr",
                                        "nearest_ssim", "sr_std")}
     coverage = {level: [] for level in RELIABILITY_LEVELS}
-    for xc, yc in chunks(x, y, image_chunk):
+    for xc, yc, _ in chunks(x, y, image_chunk):
         samples = super_resolve(model, guide, yc, num_samples, proposals, fit_steps)
         for name, images in (("sr", samples.mean(0)), ("bicubic", upsample(yc, scale, "bicubic")),
                              ("nearest", upsample(yc, scale, "nearest"))):

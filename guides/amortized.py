@@ -54,7 +54,7 @@ class AmortizedGuide(DownscalingGuide):
         self.q_u_given_y = QUGivenY(lr_shape(x_shape, scale), latent_u, hidden, depth)
         self.q_z_given_x = QZGivenX(x_shape, latent_z, hidden, depth)
 
-    def guide(self, x=None, y=None, num_images=None):
+    def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``SRVAE.model``. y is a ``Delta`` site at d(x) (log-density 0)
         unless the model observes it (paired data); z is inferred only when x is seen."""
         pyro.module("guide", self)

@@ -19,7 +19,7 @@ class AmortizedVAEGuide(DownscalingGuide):
         super().__init__(scale, downscale_mode, levels)
         self.q_z_given_x = QZGivenXVAE(x_shape, latent, hidden, depth)
 
-    def guide(self, x=None, y=None, num_images=None):
+    def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``VAE.model``."""
         pyro.module("vae_guide", self)
         with pyro.plate("data", batch_size(x, y, num_images), dim=-1):

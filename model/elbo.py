@@ -37,16 +37,17 @@ class ELBOTerms:
         return self.rec_x + self.rec_y - self.kl_u - self.kl_z
 
 
-def explicit_elbo(model, guide, x=None, y=None, num_samples=1, mixture_kl="tight") -> ELBOTerms:
+def explicit_elbo(model, guide, x=None, y=None, num_samples=1, mixture_kl="tight", index=None) -> ELBOTerms:
     """ELBO(x) per image, each term separately (SPEC §4).
 
-    ``guide`` is a guide function with the model's signature. ``mixture_kl`` chooses how
+    ``guide`` is a guide function with the model's signature; ``index`` holds the images' positions
+    in their data set (for per-datapoint guides). ``mixture_kl`` chooses how
     KL(q(u|y) ‖ p(u)) is bounded when p(u) is a mixture: "tight" (−log Σᵢ wᵢ e^{−KLᵢ}),
     "convexity" (the seed's Σᵢ wᵢ KLᵢ) or "mc" (a Monte-Carlo estimate, no bound).
     """
     if mixture_kl not in MIXTURE_KL:
         raise ValueError(f"unknown mixture KL {mixture_kl!r}; choose from {', '.join(MIXTURE_KL)}")
-    guide_trace, model_trace = guide_and_model_traces(model.model, guide, x, y, num_samples)
+    guide_trace, model_trace = guide_and_model_traces(model.model, guide, x, y, num_samples, index)
     p, q = model_trace.nodes, guide_trace.nodes
     if "u" not in p:  # the VAE baseline: E log p(x|z) − KL(q(z|x) ‖ p(z))
         rec_x = model.p_x_given_z.log_likelihood(x, p["x"]["fn"].base_dist.loc)
@@ -61,12 +62,12 @@ def explicit_elbo(model, guide, x=None, y=None, num_samples=1, mixture_kl="tight
     return ELBOTerms(rec_x.mean(0), rec_y.mean(0), kl_u.mean(0), kl_z.mean(0), method)
 
 
-def guide_and_model_traces(model, guide, x=None, y=None, num_samples=1):
+def guide_and_model_traces(model, guide, x=None, y=None, num_samples=1, index=None):
     """Traces of ``num_samples`` draws of the guide per image (vectorized in a plate at dim −2),
     and of the model replayed on them: the joint samples (u, z) ~ q(u|y) q(z|x) of SPEC §4."""
     with pyro.plate("samples", num_samples, dim=-2):
-        guide_trace = poutine.trace(guide).get_trace(x, y)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y)
+        guide_trace = poutine.trace(guide).get_trace(x, y, index=index)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y, index=index)
     return guide_trace, model_trace
 
 

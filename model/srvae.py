@@ -47,11 +47,12 @@ class SRVAE(nn.Module):
     def k_y(self) -> int:
         return math.prod(self.y_shape)
 
-    def model(self, x=None, y=None, num_images=None):
+    def model(self, x=None, y=None, num_images=None, index=None):
         """Sample u, y, z, x in the order of the factorization, inside ``pyro.plate("data")``.
 
         ``x`` and ``y`` are observed when given. With neither, the function generates
-        ``num_images`` images: u → y → z → x. Returns x.
+        ``num_images`` images: u → y → z → x. Returns x. ``index`` (the images' positions in
+        their data set) is for per-datapoint guides; the model does not need it.
         """
         pyro.module("srvae", self)
         with pyro.plate("data", batch_size(x, y, num_images), dim=-1):

@@ -50,7 +50,7 @@ class VAE(nn.Module):
         return dist.Normal(downscale(x_hat, self.scale, self.downscale_mode),
                            self.p_x_given_z.gamma * self.d_row_norm).to_event(3)
 
-    def model(self, x=None, y=None, num_images=None):
+    def model(self, x=None, y=None, num_images=None, index=None):
         """Sample z then x inside ``pyro.plate("data")``; with y given, y is observed through p(y | z)."""
         pyro.module("vae", self)
         with pyro.plate("data", batch_size(x, y, num_images), dim=-1):

@@ -30,13 +30,13 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
         batches = torch.randperm(n, device=device).split(batch_size)
         for i, index in enumerate(batches):
             beta = kl_scale(epoch, (i + 1) / len(batches), kl_warmup)
-            loss = loss_fn(data.train_batch(index), kl_scale=beta)
+            loss = loss_fn(data.train_batch(index), kl_scale=beta, index=index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item()
         row = {"epoch": epoch, "train_loss": total / n, "kl_scale": beta}
-        if test_x is not None:
+        if test_x is not None and getattr(guide, "amortized", True):  # a local guide knows only its own images
             with torch.no_grad():
                 row["test_loss"] = -explicit_elbo(model, guide.guide, test_x).elbo.mean().item()
         row.update(**model.gammas(), seconds=time.perf_counter() - start)

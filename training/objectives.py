@@ -17,15 +17,15 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
     if name == "pyro":
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
 
-        def loss(x, y=None, kl_scale=1.0):
+        def loss(x, y=None, kl_scale=1.0, index=None):
             if kl_scale == 1.0:
-                return elbo.differentiable_loss(model.model, guide.guide, x, y)
+                return elbo.differentiable_loss(model.model, guide.guide, x, y, index=index)
             scaled = ScaleSites(kl_scale)
-            return elbo.differentiable_loss(scaled(model.model), scaled(guide.guide), x, y)
+            return elbo.differentiable_loss(scaled(model.model), scaled(guide.guide), x, y, index=index)
     elif name == "explicit":
 
-        def loss(x, y=None, kl_scale=1.0):
-            t = explicit_elbo(model, guide.guide, x, y, num_samples=num_particles, mixture_kl=mixture_kl)
+        def loss(x, y=None, kl_scale=1.0, index=None):
+            t = explicit_elbo(model, guide.guide, x, y, num_particles, mixture_kl, index)
             return -(t.rec_x + t.rec_y - kl_scale * (t.kl_u + t.kl_z)).sum()
     else:
         raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from data import DATASETS, DOWNSCALE_MODES
-from guides import GUIDES
+from guides import GUIDES, VAE_GUIDES
 from model import PRIORS
 from model.elbo import MIXTURE_KL
 from training.build import MODELS
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default="srvae", choices=list(MODELS),
                    help="; ".join(f"{k} = {v}" for k, v in MODELS.items()) + " [%(default)s]")
     m.add_argument("--guide", default="amortized", choices=list(GUIDES),
-                   help="how q(u|y) and q(z|x) get their parameters (SPEC §5) [%(default)s]")
+                   help="how q(u|y) and q(z|x) get their parameters (SPEC §5): amortized = encoder networks; "
+                        "local = free parameters per image, fitted for new images with the model frozen "
+                        "(--local-steps) [%(default)s]")
     m.add_argument("--prior", default="normal", choices=list(PRIORS),
                    help="p(u) (SPEC §6): " + "; ".join(f"{k} = {v}" for k, v in PRIORS.items()) + " [%(default)s]")
     m.add_argument("--components", type=positive(int), default=10,
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
                    help="evaluate the checkpoint.pt of a finished run on the test set of --dataset instead of "
                         "training (its configuration fixes the model; the flags below still apply)")
+    e.add_argument("--local-steps", type=int, default=500,
+                   help="SVI steps that fit a local guide's parameters for the test images, the model frozen, "
+                        "before anything is evaluated [%(default)s]")
     e.add_argument("--eval-particles", type=positive(int), default=64,
                    help="particles per test image in each ELBO estimate [%(default)s]")
     e.add_argument("--eval-repeats", type=positive(int), default=10,
@@ -140,6 +145,14 @@ def prepare_out(out: Path) -> Path:
 
 
 def check(args) -> None:
+    if args.model == "vae" and args.guide not in VAE_GUIDES:
+        raise UsageError(f"--guide {args.guide} works with --model srvae only; the VAE baseline takes "
+                         f"{', '.join(VAE_GUIDES)}")
+    if args.guide == "local" and args.local_steps < 1:
+        raise UsageError(f"--guide local needs --local-steps ≥ 1 to fit the test images before evaluating, "
+                         f"got {args.local_steps}")
+    if args.guide == "local" and args.sr_fit_steps == 0:
+        raise UsageError("--guide local has no q(u | y) for super-resolution: keep --sr-fit-steps above 0")
     if args.eval_repeats < 2:
         raise UsageError(f"--eval-repeats must be at least 2 for a standard error, got {args.eval_repeats}")
     for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup"):
@@ -173,7 +186,7 @@ def progress_lines(epochs: int):
 
 
 EVALUATION_KEYS = ("eval_particles", "eval_repeats", "iw_samples", "sr_samples", "sr_proposals", "sr_fit_steps",
-                   "seed", "mixture_kl")
+                   "seed", "mixture_kl", "local_steps")
 
 
 def open_checkpoint(args, device):
@@ -216,11 +229,12 @@ def open_checkpoint(args, device):
 
 
 def fill_sr_defaults(config: dict) -> dict:
-    """SR from the VAE needs a posterior fitted to y and resampled; the SRVAE's guide has q(u|y)."""
-    vae = config.get("model") == "vae"
-    for key, vae_default in (("sr_proposals", 1000), ("sr_fit_steps", 300)):
+    """SR needs a posterior given y alone: the amortized SRVAE guide has q(u|y); the VAE's encoder
+    and a local guide have none, so a posterior is fitted to y and resampled."""
+    fitted = config.get("model") == "vae" or config.get("guide") == "local"
+    for key, fitted_default in (("sr_proposals", 1000), ("sr_fit_steps", 300)):
         if config.get(key) is None:
-            config[key] = vae_default if vae else 0
+            config[key] = fitted_default if fitted else 0
     return config
 
 
@@ -261,7 +275,8 @@ def train_and_evaluate(args, device, out: Path) -> int:
     data.discrete = args.likelihood == "discretized"
     config = fill_sr_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate")},
                                "device": device, "out": str(out), "gamma_init": 0.1,
-                               "image_shape": list(data.image_shape), "levels": data.levels})
+                               "image_shape": list(data.image_shape), "levels": data.levels,
+                               "train_images": len(data.train_values)})
     pyro.set_rng_seed(args.seed)
     model, guide = build_model_and_guide(config, data.image_shape, device)
     loss = make_objective(args.objective, model, guide, args.mixture_kl, args.particles)

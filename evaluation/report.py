@@ -17,10 +17,19 @@ def is_vae(config: dict) -> bool:
     return config.get("model", "srvae") == "vae"
 
 
+def guide_for(model, guide, x, config: dict):
+    """The guide that evaluates the images x: the trained one, or, for a local guide, a copy with
+    parameters for x fitted by ``config["local_steps"]`` SVI steps, the model frozen (SPEC §5)."""
+    if getattr(guide, "amortized", True):
+        return guide
+    return guide.fitted_to(model, x, config["local_steps"])
+
+
 def evaluate_run(model, guide, data, config: dict) -> dict:
     """Test-set metrics of a trained model; deterministic for a given ``config["seed"]``."""
     pyro.set_rng_seed(config["seed"])
     x = data.test_images()
+    guide = guide_for(model, guide, x, config)
     y = guide.d(x)
     metrics = evaluate_elbo(model, guide, x, levels=data.levels, num_particles=config["eval_particles"],
                             repeats=config["eval_repeats"], mixture_kl=config["mixture_kl"])
@@ -55,6 +64,7 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
     """The figures of SPEC §7 in ``out``; returns their names."""
     pyro.set_rng_seed(config["seed"])
     x = data.test_images()[:10]
+    guide = guide_for(model, guide, x, config)
     y = guide.d(x)
     written = []
     if history:

@@ -1,9 +1,10 @@
 """Guide kinds (SPEC §5) and the registry behind ``--guide``."""
 
 from guides.amortized import AmortizedGuide
+from guides.local import LocalGuide
 from guides.vae import AmortizedVAEGuide
 
-GUIDES = {"amortized": AmortizedGuide}
+GUIDES = {"amortized": AmortizedGuide, "local": LocalGuide}
 VAE_GUIDES = {"amortized": AmortizedVAEGuide}
 
 
@@ -15,4 +16,4 @@ def build_guide(name: str, x_shape, model: str = "srvae", **options):
     return registry[name](x_shape, **options)
 
 
-__all__ = ["GUIDES", "VAE_GUIDES", "AmortizedGuide", "AmortizedVAEGuide", "build_guide"]
+__all__ = ["GUIDES", "VAE_GUIDES", "AmortizedGuide", "AmortizedVAEGuide", "LocalGuide", "build_guide"]

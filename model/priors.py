@@ -1,11 +1,15 @@
 """Priors p(u) (SPEC §6). Each is a module whose ``forward()`` returns a distribution with
 batch shape () and event shape (L_u,); the model's plate broadcasts it over the images."""
 
+import math
+
 import pyro.distributions as dist
 import torch
 from pyro.distributions.transforms import Permute, affine_coupling
 from torch import nn
 from torch.nn import functional as F
+
+from model.networks import DiagonalGaussian
 
 
 class StandardNormalPrior(nn.Module):
@@ -47,16 +51,20 @@ class VampPrior(nn.Module):
     ELBO bounds its KL as for ``mog``.
 
     ``encoder`` is the guide's q(u | y) (it returns a diagonal Gaussian per input); the prior
-    holds it by reference, so its weights are saved and trained once, with the guide.
+    holds it by reference, so its weights are saved and trained once, with the guide. A guide
+    without an encoder (``local``) gives None: the prior then owns an encoder of its own.
     """
 
-    def __init__(self, pseudo_shape, components: int, encoder: nn.Module):
+    def __init__(self, pseudo_shape, components: int, encoder: nn.Module | None, latent_dim: int | None = None):
         super().__init__()
         if components < 1:
             raise ValueError(f"the VampPrior needs at least one pseudo-input, got {components}")
         # pseudo-inputs y* = sigmoid(logits), so they stay images in [0, 1]
         self.pseudo_logits = nn.Parameter(torch.randn(components, *pseudo_shape) * 0.5 - 1.0)
-        self._encoder = (encoder,)  # a tuple: not registered as a submodule of the model
+        if encoder is None:
+            self.own_encoder = FlatGaussianEncoder(math.prod(pseudo_shape), latent_dim)
+            encoder = self.own_encoder
+        self._encoder = (encoder,)  # a tuple: a guide's encoder is not registered in the model too
 
     @property
     def pseudo_inputs(self) -> torch.Tensor:
@@ -66,6 +74,17 @@ class VampPrior(nn.Module):
         components = self._encoder[0](self.pseudo_inputs)  # batch (K,), event (L,)
         uniform = torch.zeros(components.batch_shape, device=self.pseudo_logits.device)
         return dist.MixtureSameFamily(dist.Categorical(logits=uniform), components)
+
+
+class FlatGaussianEncoder(nn.Module):
+    """N(μ(v), diag σ²(v)) of a flattened image v: the VampPrior's encoder when the guide has none."""
+
+    def __init__(self, in_features: int, latent_dim: int, hidden: int = 64, depth: int = 2):
+        super().__init__()
+        self.gaussian = DiagonalGaussian(in_features, latent_dim, hidden, depth)
+
+    def forward(self, images):
+        return self.gaussian(images.flatten(-3))
 
 
 class FlowPrior(nn.Module):
@@ -106,7 +125,7 @@ def build_prior(name: str, latent_dim: int, components: int = 10, encoder=None, 
     if name == "mog":
         return MixtureOfGaussiansPrior(latent_dim, components)
     if name == "vamp":
-        return VampPrior(pseudo_shape, components, encoder)
+        return VampPrior(pseudo_shape, components, encoder, latent_dim)
     if name == "flow":
         return FlowPrior(latent_dim)
     raise ValueError(f"unknown prior {name!r}; choose from {', '.join(PRIORS)}")

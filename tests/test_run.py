@@ -67,6 +67,20 @@ def test_vae_baseline_end_to_end(tmp_path):
     assert "−ELBO bounds −log p(x)" in result.stdout and "active units of z" in result.stdout
 
 
+def test_local_guide_end_to_end_and_reevaluated(tmp_path):
+    out = tmp_path / "out"
+    result = run("--guide", "local", "--local-steps", "50", "--sr-fit-steps", "20", "--sr-proposals", "50",
+                 *QUICK, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    again = run("--evaluate", str(out / "checkpoint.pt"), "--local-steps", "50", "--sr-fit-steps", "20",
+                "--sr-proposals", "50", *QUICK[2:], "--out", str(tmp_path / "eval"))
+    assert again.returncode == 0, again.stderr
+    saved = json.loads((out / "metrics.json").read_text())
+    measured = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert measured["pyro_neg_elbo"] == pytest.approx(saved["pyro_neg_elbo"], rel=1e-6)
+
+
 def test_checkpoint_reloads_with_weights_only_and_reproduces_the_test_elbo(finished_run):
     out, _ = finished_run
     checkpoint = load_checkpoint(out / "checkpoint.pt")  # torch.load(..., weights_only=True)
@@ -83,7 +97,8 @@ def test_checkpoint_reloads_with_weights_only_and_reproduces_the_test_elbo(finis
 
 
 BAD = {
-    "unknown guide": (["--guide", "nope"], "argument --guide: invalid choice: 'nope' (choose from 'amortized')"),
+    "unknown guide": (["--guide", "nope"],
+                      "argument --guide: invalid choice: 'nope' (choose from 'amortized', 'local')"),
     "unknown prior": (["--prior", "nope"],
                       "argument --prior: invalid choice: 'nope' (choose from 'normal', 'mog', 'vamp', 'flow')"),
     "unknown dataset": (["--dataset", "nope"], "argument --dataset: invalid choice: 'nope' (choose from 'digits')"),
@@ -93,6 +108,12 @@ BAD = {
     "negative batch size": (["--batch-size", "-5"], "argument --batch-size: must be positive and finite, got -5"),
     "non-numeric batch size": (["--batch-size", "many"], "argument --batch-size: expected an integer, got 'many'"),
     "one repeat": (["--eval-repeats", "1"], "--eval-repeats must be at least 2"),
+    "local guide without fitting": (["--guide", "local", "--local-steps", "0"],
+                                    "--guide local needs --local-steps ≥ 1 to fit the test images"),
+    "local guide for the VAE": (["--model", "vae", "--guide", "local"],
+                                "--guide local works with --model srvae only"),
+    "local guide without an SR posterior": (["--guide", "local", "--sr-fit-steps", "0"],
+                                            "--guide local has no q(u | y) for super-resolution"),
     "zero importance samples": (["--iw-samples", "0"], "argument --iw-samples: must be positive and finite, got 0"),
     "zero SR samples": (["--sr-samples", "0"], "argument --sr-samples: must be positive and finite, got 0"),
     "infinite learning rate": (["--lr", "inf"], "argument --lr: must be positive and finite, got inf"),

@@ -22,9 +22,11 @@ def build_model_and_guide(config: dict, x_shape, device="cpu"):
                             encoder=guide.q_z_given_x, pseudo_shape=x_shape)
         model = VAE(x_shape, prior, latent, config["scale"], config["downscale"], *decoders)
     else:
+        per_datapoint = {"num_images": config["train_images"]} if config["guide"] == "local" else {}
         guide = build_guide(config["guide"], x_shape, latent_u=config["latent_u"], latent_z=config["latent_z"],
-                            **shared)
+                            **shared, **per_datapoint)
         prior = build_prior(config["prior"], config["latent_u"], config["components"],
-                            encoder=guide.q_u_given_y, pseudo_shape=lr_shape(x_shape, config["scale"]))
+                            encoder=getattr(guide, "q_u_given_y", None),  # a local guide has none: vamp makes one
+                            pseudo_shape=lr_shape(x_shape, config["scale"]))
         model = SRVAE(x_shape, prior, config["latent_u"], config["latent_z"], config["scale"], *decoders)
     return model.to(device), guide.to(device)

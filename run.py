@@ -54,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--guide", default="amortized", choices=list(GUIDES),
                    help="how q(u|y) and q(z|x) get their parameters (SPEC §5): amortized = encoder networks; "
                         "local = free parameters per image, fitted for new images with the model frozen "
-                        "(--local-steps) [%(default)s]")
+                        "(--local-steps); semi-amortized = the encoders' output refined by --refine-steps "
+                        "gradient steps of the batch ELBO [%(default)s]")
+    m.add_argument("--refine-steps", type=int, default=5,
+                   help="refinement steps of the semi-amortized guide [%(default)s]")
+    m.add_argument("--refine-lr", type=positive(float), default=0.01,
+                   help="step size of each refinement step [%(default)s]")
     m.add_argument("--prior", default="normal", choices=list(PRIORS),
                    help="p(u) (SPEC §6): " + "; ".join(f"{k} = {v}" for k, v in PRIORS.items()) + " [%(default)s]")
     m.add_argument("--components", type=positive(int), default=10,
@@ -153,6 +158,8 @@ def check(args) -> None:
                          f"got {args.local_steps}")
     if args.guide == "local" and args.sr_fit_steps == 0:
         raise UsageError("--guide local has no q(u | y) for super-resolution: keep --sr-fit-steps above 0")
+    if args.refine_steps < 0:
+        raise UsageError(f"--refine-steps must be 0 or more, got {args.refine_steps}")
     if args.eval_repeats < 2:
         raise UsageError(f"--eval-repeats must be at least 2 for a standard error, got {args.eval_repeats}")
     for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup"):

@@ -2,9 +2,10 @@
 
 from guides.amortized import AmortizedGuide
 from guides.local import LocalGuide
+from guides.semi_amortized import SemiAmortizedGuide
 from guides.vae import AmortizedVAEGuide
 
-GUIDES = {"amortized": AmortizedGuide, "local": LocalGuide}
+GUIDES = {"amortized": AmortizedGuide, "local": LocalGuide, "semi-amortized": SemiAmortizedGuide}
 VAE_GUIDES = {"amortized": AmortizedVAEGuide}
 
 
@@ -16,4 +17,5 @@ def build_guide(name: str, x_shape, model: str = "srvae", **options):
     return registry[name](x_shape, **options)
 
 
-__all__ = ["GUIDES", "VAE_GUIDES", "AmortizedGuide", "AmortizedVAEGuide", "LocalGuide", "build_guide"]
+__all__ = ["GUIDES", "VAE_GUIDES", "AmortizedGuide", "AmortizedVAEGuide", "LocalGuide", "SemiAmortizedGuide",
+           "build_guide"]

@@ -67,6 +67,15 @@ def test_vae_baseline_end_to_end(tmp_path):
     assert "−ELBO bounds −log p(x)" in result.stdout and "active units of z" in result.stdout
 
 
+def test_semi_amortized_guide_with_vamp_prior_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    result = run("--guide", "semi-amortized", "--refine-steps", "2", "--prior", "vamp", "--components", "3",
+                 *QUICK, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    assert json.loads((out / "metrics.json").read_text())["prior_kl_method"] == "tight bound"
+
+
 def test_local_guide_end_to_end_and_reevaluated(tmp_path):
     out = tmp_path / "out"
     result = run("--guide", "local", "--local-steps", "50", "--sr-fit-steps", "20", "--sr-proposals", "50",
@@ -97,8 +106,10 @@ def test_checkpoint_reloads_with_weights_only_and_reproduces_the_test_elbo(finis
 
 
 BAD = {
-    "unknown guide": (["--guide", "nope"],
-                      "argument --guide: invalid choice: 'nope' (choose from 'amortized', 'local')"),
+    "unknown guide": (["--guide", "nope"], "argument --guide: invalid choice: 'nope' (choose from 'amortized', "
+                                           "'local', 'semi-amortized')"),
+    "negative refinement steps": (["--guide", "semi-amortized", "--refine-steps", "-1"],
+                                  "--refine-steps must be 0 or more, got -1"),
     "unknown prior": (["--prior", "nope"],
                       "argument --prior: invalid choice: 'nope' (choose from 'normal', 'mog', 'vamp', 'flow')"),
     "unknown dataset": (["--dataset", "nope"], "argument --dataset: invalid choice: 'nope' (choose from 'digits')"),

@@ -23,10 +23,14 @@ def build_model_and_guide(config: dict, x_shape, device="cpu"):
         model = VAE(x_shape, prior, latent, config["scale"], config["downscale"], *decoders)
     else:
         per_datapoint = {"num_images": config["train_images"]} if config["guide"] == "local" else {}
+        if config["guide"] == "semi-amortized":
+            per_datapoint = {"refine_steps": config["refine_steps"], "refine_lr": config["refine_lr"]}
         guide = build_guide(config["guide"], x_shape, latent_u=config["latent_u"], latent_z=config["latent_z"],
                             **shared, **per_datapoint)
         prior = build_prior(config["prior"], config["latent_u"], config["components"],
                             encoder=getattr(guide, "q_u_given_y", None),  # a local guide has none: vamp makes one
                             pseudo_shape=lr_shape(x_shape, config["scale"]))
         model = SRVAE(x_shape, prior, config["latent_u"], config["latent_z"], config["scale"], *decoders)
+        if hasattr(guide, "attach"):
+            guide.attach(model.model)
     return model.to(device), guide.to(device)

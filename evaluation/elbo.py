@@ -8,12 +8,14 @@ from pyro.infer import Trace_ELBO
 from model.elbo import explicit_elbo
 
 
-def chunks(x, y, size):
-    """(x, y, index) in chunks of ``size`` images, index their positions in x; y may be None."""
+def chunks(x, y, size, index=None):
+    """(x, y, index) in chunks of ``size`` images; ``index`` gives the images' positions in their
+    data set (by default their positions in x); y may be None."""
+    if index is None:
+        index = torch.arange(len(x), device=x.device)
     for start in range(0, len(x), size):
         stop = min(start + size, len(x))
-        index = torch.arange(start, stop, device=x.device)
-        yield x[start:stop], None if y is None else y[start:stop], index
+        yield x[start:stop], None if y is None else y[start:stop], index[start:stop]
 
 
 def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
@@ -22,27 +24,28 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=512):
+def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=512, index=None):
     """−ELBO per image by Pyro's ``Trace_ELBO`` with vectorized particles: (mean, standard error).
 
     Each of the ``repeats`` independent estimates averages ``num_particles`` particles over the
     whole set; the standard error is that of their mean.
     """
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
-    values = torch.tensor([sum(elbo.loss(model.model, guide.guide, xc, yc, index=index)
-                               for xc, yc, index in chunks(x, y, chunk)) for _ in range(repeats)],
+    values = torch.tensor([sum(elbo.loss(model.model, guide.guide, xc, yc, index=positions)
+                               for xc, yc, positions in chunks(x, y, chunk, index)) for _ in range(repeats)],
                           dtype=torch.float64)
     return mean_and_se(values / len(x))
 
 
 @torch.no_grad()
-def explicit_neg_elbo(model, guide, x, y=None, num_samples=64, repeats=10, chunk=512, mixture_kl="tight"):
+def explicit_neg_elbo(model, guide, x, y=None, num_samples=64, repeats=10, chunk=512, mixture_kl="tight",
+                      index=None):
     """The explicit −ELBO per image and each term, as means with standard errors over repeats."""
     rows = []
     for _ in range(repeats):
         sums = torch.zeros(5, dtype=torch.float64)
-        for xc, yc, index in chunks(x, y, chunk):
-            t = explicit_elbo(model, guide.guide, xc, yc, num_samples, mixture_kl, index)
+        for xc, yc, positions in chunks(x, y, chunk, index):
+            t = explicit_elbo(model, guide.guide, xc, yc, num_samples, mixture_kl, positions)
             terms = [-t.elbo, t.rec_x, t.rec_y, t.kl_u, t.kl_z]
             sums += torch.stack([term.sum() for term in terms]).double().cpu()
         rows.append(sums / len(x))

@@ -125,6 +125,8 @@ BAD = {
                                 "--guide local works with --model srvae only"),
     "local guide without an SR posterior": (["--guide", "local", "--sr-fit-steps", "0"],
                                             "--guide local has no q(u | y) for super-resolution"),
+    "no pseudo-inputs": (["--prior", "vamp", "--components", "0"],
+                         "argument --components: must be positive and finite, got 0"),
     "zero importance samples": (["--iw-samples", "0"], "argument --iw-samples: must be positive and finite, got 0"),
     "zero SR samples": (["--sr-samples", "0"], "argument --sr-samples: must be positive and finite, got 0"),
     "infinite learning rate": (["--lr", "inf"], "argument --lr: must be positive and finite, got inf"),

@@ -1,10 +1,13 @@
 """Super-resolution with uncertainty (SPEC §7): u ~ q(u|y), z ~ p(z|y,u), x ~ p(x|y,z)."""
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import Predictive, Trace_ELBO
-from pyro.infer.autoguide import AutoNormal
+from pyro.poutine.util import prune_subsample_sites
+from torch import nn
+from torch.nn import functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from data.downscale import upsample
@@ -40,12 +43,31 @@ def super_resolve(model, guide, y: torch.Tensor, num_samples: int = 100, proposa
             return predictive(None, y)["x"]
 
 
-def fit_posterior_given_y(model, y: torch.Tensor, steps: int = 300, lr: float = 0.05) -> AutoNormal:
+class GaussianPosterior(nn.Module):
+    """q = Πₛ N(locₙ,ₛ, diag scaleₙ,ₛ²) over the latent sites s of the model given y, for each image n;
+    the locations start at a draw of the model's own latents, the scales at 0.1."""
+
+    def __init__(self, model_fn, y: torch.Tensor):
+        super().__init__()
+        trace = prune_subsample_sites(poutine.trace(model_fn).get_trace(None, y))
+        latents = [(name, site["value"].detach()) for name, site in trace.nodes.items()
+                   if site["type"] == "sample" and not site["is_observed"]]
+        self.names = [name for name, _ in latents]
+        self.locs = nn.ParameterList([nn.Parameter(value.clone()) for _, value in latents])
+        self.rhos = nn.ParameterList([nn.Parameter(torch.full_like(value, -2.2522)) for _, value in latents])
+
+    def forward(self, x=None, y=None, num_images=None, index=None):
+        with pyro.plate("data", y.shape[0], dim=-1):
+            for name, loc, rho in zip(self.names, self.locs, self.rhos, strict=True):
+                pyro.sample(name, dist.Normal(loc, F.softplus(rho) + 1e-4).to_event(1))  # softplus(−2.25) ≈ 0.1
+
+
+def fit_posterior_given_y(model, y: torch.Tensor, steps: int = 300, lr: float = 0.05) -> GaussianPosterior:
     """A diagonal Gaussian over the latents of each LR image, fitted by SVI (Trace_ELBO, Adam) to
     the model conditioned on y with x hidden; the model's own parameters stay as they are."""
     given_y = poutine.block(model.model, hide=["x"])
-    posterior = AutoNormal(given_y, init_scale=0.1)
-    posterior(None, y)  # creates the per-image parameters
+    with torch.no_grad():
+        posterior = GaussianPosterior(given_y, y)
     params = list(posterior.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
     elbo = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1)

@@ -18,10 +18,17 @@ from guides.amortized import AmortizedGuide
 from model.srvae import batch_size
 
 
+def step(value, grad, lr, limit=0.5):
+    """One ascent step of the ELBO, each coordinate moved by at most ``limit``; a coordinate whose
+    gradient is not finite stays where it is."""
+    move = (-lr * grad).clamp(-limit, limit)
+    return torch.where(torch.isfinite(move), value + move, value).detach().requires_grad_()
+
+
 class SemiAmortizedGuide(AmortizedGuide):
     """q(u|y), q(z|x) from the encoders, then ``refine_steps`` steps of gradient ascent of the batch's
-    ELBO on their means and log-scales (step ``refine_lr``). Refinement needs x; given y alone the
-    encoder's q(u|y) is used as it is."""
+    ELBO on their means and log-scales (step ``refine_lr``, each move clipped to ±0.5). Refinement
+    needs x; given y alone the encoder's q(u|y) is used as it is."""
 
     def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", hidden=256, depth=2,
                  levels=None, refine_steps=5, refine_lr=0.01):
@@ -67,6 +74,5 @@ class SemiAmortizedGuide(AmortizedGuide):
                 at_current = functools.partial(self.sample_sites, current, n=x.shape[0])
                 loss = elbo.differentiable_loss(self._model[0], at_current, x, y)
                 grads = torch.autograd.grad(loss, list(current.values()))
-                current = {k: (v - self.refine_lr * g).detach().requires_grad_()
-                           for (k, v), g in zip(current.items(), grads, strict=True)}
+                current = {k: step(v, g, self.refine_lr) for (k, v), g in zip(current.items(), grads, strict=True)}
         return {k: params[k] + (current[k] - params[k]).detach() for k in params}

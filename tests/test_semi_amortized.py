@@ -54,3 +54,12 @@ def test_given_y_alone_the_encoder_supplies_u_unrefined(x):
     trace = poutine.trace(guide.guide).get_trace(None, y)
     assert [n for n, s in trace.nodes.items() if s["type"] == "sample" and n != "data"] == ["u"]
     torch.testing.assert_close(trace.nodes["u"]["fn"].base_dist.loc, guide.q_u_given_y(y).base_dist.loc)
+
+
+def test_refinement_stays_finite_with_a_far_too_large_step(x):
+    """Each inner move is clipped to ±0.5 and non-finite moves are dropped, so no step size blows it up."""
+    _, guide = build_semi(seed=5, steps=10, lr=1e3, prior="flow")
+    trace = poutine.trace(guide.guide).get_trace(x)
+    for name in ("u", "z"):
+        scale = trace.nodes[name]["fn"].base_dist.scale
+        assert torch.isfinite(scale).all() and (scale > 0).all()

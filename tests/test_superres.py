@@ -95,3 +95,11 @@ def test_evaluate_superres_reports_every_metric(trained, x):
         assert math.isfinite(metrics[name]), name
     assert 0 < metrics["coverage_50"] < metrics["coverage_90"] < metrics["coverage_95"] <= 1
     assert metrics["reliability_observed"] == sorted(metrics["reliability_observed"])
+
+
+@pytest.mark.parametrize("prior", ["mog", "vamp"])
+def test_a_posterior_fitted_to_y_works_with_mixture_priors(x, prior):
+    """The fitted Gaussian posterior never transforms the prior's support (a mixture has none to transform)."""
+    srvae, guide = build(prior=prior, components=3)
+    samples = super_resolve(srvae, guide, downscale(x[:8]), num_samples=10, proposals=20, fit_steps=5)
+    assert samples.shape == (10, 8, 1, 8, 8) and torch.isfinite(samples).all()

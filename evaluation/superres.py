@@ -33,14 +33,13 @@ def super_resolve(model, guide, y: torch.Tensor, num_samples: int = 100, proposa
     """
     if num_samples < 1:
         raise ValueError(f"the number of super-resolution samples must be positive, got {num_samples}")
-    with pyro.get_param_store().scope():  # a fitted posterior's parameters stay out of the global store
-        guide_fn = fit_posterior_given_y(model, y, fit_steps) if fit_steps else guide.guide
-        with torch.no_grad():
-            if proposals:
-                return importance_resample(model, guide_fn, y, num_samples, proposals)
-            predictive = Predictive(model.model, guide=guide_fn, num_samples=num_samples,
-                                    parallel=True, return_sites=("x",))
-            return predictive(None, y)["x"]
+    guide_fn = fit_posterior_given_y(model, y, fit_steps) if fit_steps else guide.guide
+    with torch.no_grad():
+        if proposals:
+            return importance_resample(model, guide_fn, y, num_samples, proposals)
+        predictive = Predictive(model.model, guide=guide_fn, num_samples=num_samples,
+                                parallel=True, return_sites=("x",))
+        return predictive(None, y)["x"]
 
 
 class GaussianPosterior(nn.Module):

@@ -2,7 +2,6 @@
 
 import math
 
-import pyro
 import pytest
 import torch
 from conftest import CONFIG
@@ -78,13 +77,13 @@ def test_fitted_posterior_explains_y_and_super_resolves_better(trained_vae, x):
     with torch.no_grad():
         z_raw = poutine.trace(guide.guide).get_trace(None, y).nodes["z"]["value"]
         fit_raw = vae.p_y_given_z(z_raw).log_prob(y).mean().item()
-    with pyro.get_param_store().scope():
-        posterior = fit_posterior_given_y(vae, y, steps=150)
-        with torch.no_grad():
-            z_fit = poutine.trace(posterior).get_trace(None, y).nodes["z"]["value"]
-            fit_fitted = vae.p_y_given_z(z_fit).log_prob(y).mean().item()
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    posterior = fit_posterior_given_y(vae, y, steps=150)
+    assert all(torch.equal(before[k], v) for k, v in vae.state_dict().items())  # the model stays as it is
+    with torch.no_grad():
+        z_fit = poutine.trace(posterior).get_trace(None, y).nodes["z"]["value"]
+        fit_fitted = vae.p_y_given_z(z_fit).log_prob(y).mean().item()
     assert fit_fitted > fit_raw + 5, (fit_fitted, fit_raw)
     raw = super_resolve(vae, guide, y, num_samples=50)
     fitted = super_resolve(vae, guide, y, num_samples=50, proposals=200, fit_steps=150)
     assert ((fitted.mean(0) - x) ** 2).mean() < ((raw.mean(0) - x) ** 2).mean()
-    assert not pyro.get_param_store().match("AutoNormal")  # fitted inside a scope of its own

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from data import load_dataset
+from model.elbo import explicit_elbo
 from training.build import build_model_and_guide
 from training.loop import train
 from training.objectives import make_objective
@@ -43,6 +44,13 @@ def trained(digits):
 def x(digits):
     """A fixed batch of 64 dequantized test images."""
     return digits.test_images()[:64]
+
+
+def neg_elbo_per_image(srvae, guide, x, num_samples=16, index=None) -> float:
+    """The explicit −ELBO per image of x, averaged over the images, at a fixed seed (no gradients)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return -explicit_elbo(srvae, guide.guide, x, num_samples=num_samples, index=index).elbo.mean().item()
 
 
 def mean_and_se(values) -> tuple[float, float]:

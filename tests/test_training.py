@@ -4,19 +4,13 @@ import math
 
 import pytest
 import torch
-from conftest import build, mean_and_se
+from conftest import build, mean_and_se, neg_elbo_per_image
 from pyro import poutine
 
 from model.elbo import explicit_elbo
 from training.loop import train
 from training.objectives import make_objective
 from training.warmup import ScaleSites, kl_scale
-
-
-def neg_elbo_per_image(srvae, guide, x):
-    torch.manual_seed(0)
-    with torch.no_grad():
-        return -explicit_elbo(srvae, guide.guide, x, num_samples=16).elbo.mean().item()
 
 
 @pytest.mark.parametrize("objective", ["pyro", "explicit"])

@@ -117,10 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples of x per LR image for super-resolution [%(default)s]")
     e.add_argument("--sr-fit-steps", type=int, default=None,
                    help="super-resolve from a Gaussian posterior per LR image fitted by this many SVI steps to "
-                        "the model given y; 0 = the trained guide's q(·|y) [0 for srvae, 300 for vae]")
+                        "the model given y; 0 = the trained guide's q(·|y) "
+                        "[300 for --model vae or --guide local, else 0]")
     e.add_argument("--sr-proposals", type=int, default=None,
                    help="resample the SR draws, weighted by the model, from this many proposals per image; "
-                        "0 = take the draws as they are [0 for srvae, 1000 for vae]")
+                        "0 = take the draws as they are [1000 for --model vae or --guide local, else 0]")
     e.add_argument("--out", type=Path, default=None,
                    help="output folder [runs/DATASET-MODEL-GUIDE-PRIOR]")
     return p
@@ -158,11 +159,9 @@ def check(args) -> None:
                          f"got {args.local_steps}")
     if args.guide == "local" and args.sr_fit_steps == 0:
         raise UsageError("--guide local has no q(u | y) for super-resolution: keep --sr-fit-steps above 0")
-    if args.refine_steps < 0:
-        raise UsageError(f"--refine-steps must be 0 or more, got {args.refine_steps}")
     if args.eval_repeats < 2:
         raise UsageError(f"--eval-repeats must be at least 2 for a standard error, got {args.eval_repeats}")
-    for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup"):
+    for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup", "refine_steps"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}")
 

@@ -13,6 +13,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from data.downscale import upsample
 from evaluation.elbo import chunks
 from evaluation.loglik import log_density
+from guides.fitting import fit_guide_parameters
 from model.elbo import guide_and_model_traces
 
 COVERAGE_LEVELS = (0.5, 0.9, 0.95)
@@ -67,15 +68,9 @@ def fit_posterior_given_y(model, y: torch.Tensor, steps: int = 300, lr: float = 
     given_y = poutine.block(model.model, hide=["x"])
     with torch.no_grad():
         posterior = GaussianPosterior(given_y, y)
-    params = list(posterior.parameters())
-    optimizer = torch.optim.Adam(params, lr=lr)
     elbo = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
-    with torch.enable_grad():  # also when called under no_grad
-        for _ in range(steps):
-            loss = elbo.differentiable_loss(given_y, posterior, None, y)
-            for param, grad in zip(params, torch.autograd.grad(loss, params), strict=True):
-                param.grad = grad
-            optimizer.step()
+    fit_guide_parameters(list(posterior.parameters()), lambda: elbo.differentiable_loss(given_y, posterior, None, y),
+                         steps, lr)
     return posterior
 
 

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from guides.amortized import DownscalingGuide
+from guides.fitting import fit_guide_parameters
 from model.srvae import batch_size
 
 
@@ -58,14 +59,11 @@ class LocalGuide(DownscalingGuide):
             raise ValueError("a local guide needs fitting steps (> 0) before it can evaluate new data")
         fitted = copy.deepcopy(self)
         fitted.reset(len(x))
-        params = list(fitted.parameters())
-        optimizer = torch.optim.Adam(params, lr=lr)
         elbo = Trace_ELBO(max_plate_nesting=1)
-        with torch.enable_grad():
-            for _ in range(steps):
-                index = torch.randperm(len(x), device=x.device)[:batch]
-                loss = elbo.differentiable_loss(model.model, fitted.guide, x[index], index=index)
-                for param, grad in zip(params, torch.autograd.grad(loss, params), strict=True):
-                    param.grad = grad
-                optimizer.step()
+
+        def minibatch_loss():
+            index = torch.randperm(len(x), device=x.device)[:batch]
+            return elbo.differentiable_loss(model.model, fitted.guide, x[index], index=index)
+
+        fit_guide_parameters(list(fitted.parameters()), minibatch_loss, steps, lr)
         return fitted

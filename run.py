@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from data import DATASETS, DOWNSCALE_MODES
+from data.errors import one_line
 from guides import GUIDES, VAE_GUIDES
 from model import PRIORS
 from model.elbo import MIXTURE_KL
@@ -208,8 +209,7 @@ def open_checkpoint(args, device):
     try:
         checkpoint = load_checkpoint(path, map_location=device)
     except Exception as error:  # a corrupt file, or one that is not tensors and plain values
-        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-        raise UsageError(f"--evaluate {path}: not a readable checkpoint ({reason})") from None
+        raise UsageError(f"--evaluate {path}: not a readable checkpoint ({one_line(error, 120)})") from None
     if not isinstance(checkpoint, dict) or not {"format", "config", "srvae", "guide"} <= set(checkpoint):
         raise UsageError(f"--evaluate {path}: not an SRVAE-Pyro checkpoint (missing config or state dicts)")
     if checkpoint["format"] != CHECKPOINT_FORMAT:

@@ -1,16 +1,32 @@
 """Data sets and the downscaling d(x). Imports nothing from the rest of the project (SPEC §8)."""
 
+from data.benchmarks import BENCHMARKS, load_benchmark
 from data.digits import load_digits
 from data.downscale import DOWNSCALE_MODES, downscale, quantize, upsample
+from data.errors import DataError
+from data.folder import load_folder
 from data.images import ImageData
 
-DATASETS = {"digits": load_digits}
+DATASETS = {
+    "digits": "scikit-learn's bundled 8×8 digits, works offline",
+    "mnist": "MNIST 28×28 from --data-dir (torchvision)",
+    "fashion-mnist": "Fashion-MNIST 28×28 from --data-dir (torchvision)",
+    "cifar10": "CIFAR-10 32×32×3 from --data-dir (torchvision)",
+    "folder": "your own images: --data-dir holds hr/ and optionally lr/ (PNG, TIFF or .npy, any bands)",
+}
 
 
-def load_dataset(name: str) -> ImageData:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    return DATASETS[name]()
+def load_dataset(name: str, data_dir="data", download: bool = False, scale: int = 2,
+                 crop: int | None = None) -> ImageData:
+    """The data set ``name``; raises ``DataError`` (one line) when its files are missing or bad."""
+    if name == "digits":
+        return load_digits()
+    if name in BENCHMARKS:
+        return load_benchmark(name, data_dir, download)
+    if name == "folder":
+        return load_folder(data_dir, scale, crop)
+    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
-__all__ = ["DATASETS", "DOWNSCALE_MODES", "ImageData", "downscale", "load_dataset", "quantize", "upsample"]
+__all__ = ["DATASETS", "DOWNSCALE_MODES", "DataError", "ImageData", "downscale", "load_dataset", "quantize",
+           "upsample"]

@@ -4,16 +4,23 @@ from dataclasses import dataclass
 
 import torch
 
-from data.dequantize import dequantize
+from data.crops import crop_pairs
 
 
 @dataclass
 class ImageData:
-    """Discrete pixel levels (float tensors of integers in [0, levels)) of shape (N, C, H, W).
+    """Images as stored (N, C, H, W), in their own units and dtype (uint8 keeps MNIST or CIFAR-10
+    small), mapped to the model's [0, 1] band by band:
 
-    Training batches are dequantized afresh each time; the test set once, with a fixed seed,
-    so every evaluation sees the same continuous test images. With ``discrete`` set, both are
-    the bins' centres (v + ½)/L instead, for the discretized likelihood.
+        x = (v + ε − low_c) / span_c,   ε ~ U[0, 1) for integer pixels (fresh each training batch), else 0.
+
+    For the built-in sets low = 0 and span = L, the number of pixel levels, so x = (v + ε)/L.
+    The test set is dequantized once, with a fixed seed, so every evaluation sees the same images;
+    with ``discrete`` set, integer pixels map to their bins' centres (v + ½ − low)/span instead
+    (the discretized likelihood). ``train_lr``/``test_lr`` hold paired LR images y (a folder with
+    ``lr/``), normalized exactly like x; without them y = d(x). With ``crop`` = P, every HR image
+    gives a P×P patch and its LR image the matching (P/s)×(P/s) patch: random per training batch,
+    fixed per test image.
     """
 
     name: str
@@ -21,27 +28,89 @@ class ImageData:
     train_labels: torch.Tensor
     test_values: torch.Tensor
     test_labels: torch.Tensor
-    levels: int
+    levels: int | None
     discrete: bool = False
+    low: torch.Tensor | None = None
+    span: torch.Tensor | None = None
+    integer: bool = True
+    train_lr: torch.Tensor | None = None
+    test_lr: torch.Tensor | None = None
+    crop: int | None = None
+    scale: int = 2
+
+    def __post_init__(self):
+        channels = self.train_values.shape[1]
+        if self.low is None:
+            self.low = torch.zeros(channels)
+        if self.span is None:
+            self.span = torch.full((channels,), float(self.levels))
+        self.low = torch.as_tensor(self.low, dtype=torch.float32).to(self.train_values.device)
+        self.span = torch.as_tensor(self.span, dtype=torch.float32).to(self.train_values.device)
 
     @property
     def image_shape(self) -> tuple:
-        return tuple(self.train_values.shape[1:])
+        c, h, w = self.train_values.shape[1:]
+        return (c, self.crop, self.crop) if self.crop else (c, h, w)
+
+    @property
+    def paired(self) -> bool:
+        return self.train_lr is not None
+
+    @property
+    def normalization(self) -> dict:
+        """Per-band ``low`` and ``span`` (plain lists, for the config and checkpoint):
+        original units = x · span + low."""
+        return {"low": self.low.tolist(), "span": self.span.tolist(), "integer": self.integer}
 
     def to(self, device) -> "ImageData":
         """Move every tensor to ``device`` once (small data sets live on the device)."""
         moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in vars(self).items()}
         return ImageData(**moved)
 
+    def normalize(self, values: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """x = (v + noise − low)/span per band; integer pixels without noise go to their bins' centres
+        when ``discrete`` is set."""
+        values = values.float()
+        if noise is not None:
+            values = values + noise
+        elif self.integer and self.discrete:
+            values = values + 0.5
+        return (values - self.low[:, None, None]) / self.span[:, None, None]
+
+    def to_original_units(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse map of ``normalize`` (without the noise): v = x · span + low, per band."""
+        return x * self.span[:, None, None].to(x.device) + self.low[:, None, None].to(x.device)
+
+    def _dequantized(self, values, generator=None):
+        if not self.integer or self.discrete:
+            return self.normalize(values)
+        noise = torch.rand(values.shape, generator=generator, device=values.device if generator is None else "cpu")
+        return self.normalize(values, noise.to(values.device))
+
+    def test_pair(self, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The dequantized test images x and their paired LR images y (None without ``lr/``),
+        identical for a given seed on every device (the noise is drawn on the CPU)."""
+        generator = torch.Generator().manual_seed(seed)
+        x = self._dequantized(self.test_values, generator)
+        y = None if self.test_lr is None else self._dequantized(self.test_lr, generator)
+        if self.crop:
+            offsets = torch.Generator().manual_seed(seed + 1)
+            x, y = crop_pairs(x, y, self.crop, self.scale, offsets)
+        return x, y
+
     def test_images(self, seed: int = 0) -> torch.Tensor:
-        """The dequantized test set, identical for a given seed."""
-        if self.discrete:
-            return (self.test_values + 0.5) / self.levels
-        generator = torch.Generator().manual_seed(seed)  # on the CPU, so every device agrees
-        return dequantize(self.test_values.cpu(), self.levels, generator).to(self.test_values.device)
+        """The dequantized test set x, identical for a given seed."""
+        return self.test_pair(seed)[0]
+
+    def train_pair(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Freshly dequantized (and cropped) training images at ``index`` and their LR images
+        (None without ``lr/``); uses the global torch RNG, on the data's device."""
+        x = self._dequantized(self.train_values[index])
+        y = None if self.train_lr is None else self._dequantized(self.train_lr[index])
+        if self.crop:
+            x, y = crop_pairs(x, y, self.crop, self.scale)
+        return x, y
 
     def train_batch(self, index: torch.Tensor) -> torch.Tensor:
         """Freshly dequantized training images at ``index`` (uses the global torch RNG)."""
-        if self.discrete:
-            return (self.train_values[index] + 0.5) / self.levels
-        return dequantize(self.train_values[index], self.levels)
+        return self.train_pair(index)[0]

@@ -112,7 +112,8 @@ BAD = {
                                   "--refine-steps must be 0 or more, got -1"),
     "unknown prior": (["--prior", "nope"],
                       "argument --prior: invalid choice: 'nope' (choose from 'normal', 'mog', 'vamp', 'flow')"),
-    "unknown dataset": (["--dataset", "nope"], "argument --dataset: invalid choice: 'nope' (choose from 'digits')"),
+    "unknown dataset": (["--dataset", "nope"], "argument --dataset: invalid choice: 'nope' (choose from 'digits', "
+                                           "'mnist', 'fashion-mnist', 'cifar10', 'folder')"),
     "unknown objective": (["--objective", "nope"],
                           "argument --objective: invalid choice: 'nope' (choose from 'pyro', 'explicit')"),
     "zero epochs": (["--epochs", "0"], "argument --epochs: must be positive and finite, got 0"),

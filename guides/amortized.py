@@ -3,26 +3,25 @@
     q(u, z, y | x) = q(z | x) · q(u | y) · q(y | x),   q(y | x) = δ(y − d(x))
 """
 
-import math
-
 import pyro
 import pyro.distributions as dist
 from torch import nn
 
 from data.downscale import downscale
-from model.networks import DiagonalGaussian
+from model.networks import MLP, Architecture
 from model.srvae import batch_size, lr_shape
 
 
 class ImageEncoder(nn.Module):
-    """N(μ(image), diag σ²(image)) from an MLP of the flattened image."""
+    """N(μ(image), diag σ²(image)) from the image's features (flattened, or convolutional)."""
 
-    def __init__(self, image_shape, latent_dim, hidden, depth):
+    def __init__(self, image_shape, latent_dim, arch: Architecture):
         super().__init__()
-        self.gaussian = DiagonalGaussian(math.prod(image_shape), latent_dim, hidden, depth)
+        self.features, width = arch.image_features(image_shape)
+        self.gaussian = arch.gaussian(width, latent_dim)
 
     def forward(self, image):
-        return self.gaussian(image.flatten(-3))
+        return self.gaussian(self.features(image))
 
 
 class QUGivenY(ImageEncoder):
@@ -48,11 +47,11 @@ class DownscalingGuide(nn.Module):
 class AmortizedGuide(DownscalingGuide):
     """Encoder networks give q(u|y) and q(z|x) in one forward pass."""
 
-    def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", hidden=256, depth=2,
+    def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", arch=MLP,
                  levels=None):
         super().__init__(scale, downscale_mode, levels)
-        self.q_u_given_y = QUGivenY(lr_shape(x_shape, scale), latent_u, hidden, depth)
-        self.q_z_given_x = QZGivenX(x_shape, latent_z, hidden, depth)
+        self.q_u_given_y = QUGivenY(lr_shape(x_shape, scale), latent_u, arch)
+        self.q_z_given_x = QZGivenX(x_shape, latent_z, arch)
 
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``SRVAE.model``. y is a ``Delta`` site at d(x) (log-density 0)

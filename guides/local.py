@@ -24,8 +24,8 @@ class LocalGuide(DownscalingGuide):
     amortized = False
 
     def __init__(self, x_shape, num_images: int, latent_u=4, latent_z=8, scale=2, downscale_mode="area",
-                 levels=None, hidden=None, depth=None):
-        """``hidden`` and ``depth`` are accepted for a uniform interface: a local guide has no network."""
+                 levels=None, arch=None):
+        """``arch`` is accepted for a uniform interface: a local guide has no network."""
         super().__init__(scale, downscale_mode, levels)
         self.latent_u, self.latent_z = latent_u, latent_z
         self.reset(num_images)

@@ -15,6 +15,7 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 
 from guides.amortized import AmortizedGuide
+from model.networks import MLP
 from model.srvae import batch_size
 
 
@@ -30,9 +31,9 @@ class SemiAmortizedGuide(AmortizedGuide):
     ELBO on their means and log-scales (step ``refine_lr``, each move clipped to ±0.5). Refinement
     needs x; given y alone the encoder's q(u|y) is used as it is."""
 
-    def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", hidden=256, depth=2,
+    def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", arch=MLP,
                  levels=None, refine_steps=5, refine_lr=0.01):
-        super().__init__(x_shape, latent_u, latent_z, scale, downscale_mode, hidden, depth, levels)
+        super().__init__(x_shape, latent_u, latent_z, scale, downscale_mode, arch, levels)
         self.refine_steps, self.refine_lr = refine_steps, refine_lr
         self._model = ()  # the model function it refines against, set by ``attach``
 

@@ -4,6 +4,7 @@ import pyro
 
 from data.downscale import upsample
 from guides.amortized import DownscalingGuide, ImageEncoder
+from model.networks import MLP
 from model.srvae import batch_size
 
 
@@ -15,9 +16,9 @@ class AmortizedVAEGuide(DownscalingGuide):
     """q(z | x). Given an LR image y alone, the same encoder applied to bicubic upsampling of y
     proposes z; super-resolution reweights those proposals by the model (``evaluation.superres``)."""
 
-    def __init__(self, x_shape, latent=12, scale=2, downscale_mode="area", hidden=256, depth=2, levels=None):
+    def __init__(self, x_shape, latent=12, scale=2, downscale_mode="area", arch=MLP, levels=None):
         super().__init__(scale, downscale_mode, levels)
-        self.q_z_given_x = QZGivenXVAE(x_shape, latent, hidden, depth)
+        self.q_z_given_x = QZGivenXVAE(x_shape, latent, arch)
 
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``VAE.model``."""

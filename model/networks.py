@@ -1,9 +1,15 @@
-"""Building blocks shared by every conditional distribution: MLPs and diagonal-Gaussian heads."""
+"""Building blocks shared by every conditional distribution: MLPs, diagonal-Gaussian heads, and the
+``Architecture`` that builds every network of a model and guide (MLP or convolutional)."""
+
+import math
+from dataclasses import dataclass
 
 import pyro.distributions as dist
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ
 
 
 def mlp(in_features: int, out_features: int, hidden: int = 256, depth: int = 2) -> nn.Sequential:
@@ -37,3 +43,63 @@ class DiagonalGaussian(nn.Module):
     def forward(self, h: torch.Tensor) -> dist.Independent:
         loc, raw_scale = self.net(h).chunk(2, dim=-1)
         return dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+
+
+class YZMLP(nn.Sequential):
+    """An MLP of the flattened LR image y concatenated with z, its output shaped as an image."""
+
+    def forward(self, y, z):
+        return super().forward(features(y.flatten(-3), z))
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The family and sizes of every network (``--arch``, ``--hidden``, ``--depth``, ``--channels``,
+    ``--blocks``): ``mlp`` works on flattened images; ``conv`` uses residual convolutions
+    (``model.conv``) for images, and MLPs of width ``hidden`` and ``depth`` layers for the Gaussian
+    heads on top of their features."""
+
+    kind: str = "mlp"
+    hidden: int = 256
+    depth: int = 2
+    channels: int = 32
+    blocks: int = 1
+
+    def __post_init__(self):
+        if self.kind not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.kind!r}; choose from {', '.join(ARCHITECTURES)}")
+
+    def image_features(self, image_shape) -> tuple[nn.Module, int]:
+        """A network from images (…, C, H, W) to flat features, and the number of features."""
+        if self.kind == "mlp":
+            return nn.Flatten(-3), math.prod(image_shape)
+        net = ConvFeatures(image_shape, self.channels, self.blocks)
+        return net, net.out_features
+
+    def gaussian(self, in_features: int, latent_dim: int) -> DiagonalGaussian:
+        return DiagonalGaussian(in_features, latent_dim, self.hidden, self.depth)
+
+    def image_decoder(self, in_features: int, image_shape) -> nn.Module:
+        """A network from flat vectors (…, F) to image logits (…, C, H, W)."""
+        if self.kind == "mlp":
+            return nn.Sequential(*mlp(in_features, math.prod(image_shape), self.hidden, self.depth),
+                                 nn.Unflatten(-1, tuple(image_shape)))
+        return ConvImage(in_features, image_shape, self.channels, self.blocks)
+
+    def x_decoder(self, y_shape, latent_z: int, x_shape, scale: int) -> nn.Module:
+        """A network from (y, z) to the logits of x."""
+        if self.kind == "mlp":
+            return YZMLP(*mlp(math.prod(y_shape) + latent_z, math.prod(x_shape), self.hidden, self.depth),
+                         nn.Unflatten(-1, tuple(x_shape)))
+        return ConvXGivenYZ(y_shape, latent_z, x_shape, scale, self.channels, self.blocks)
+
+
+ARCHITECTURES = {"mlp": "fully connected networks on flattened images (tiny images)",
+                 "conv": "residual convolutional networks (28×28 and larger)"}
+
+
+def default_architecture(image_shape) -> str:
+    """``conv`` for images of 28×28 and larger, ``mlp`` below."""
+    return "conv" if min(image_shape[-2:]) >= 28 else "mlp"
+
+MLP = Architecture()  # the default: MLPs of 2 hidden layers of 256

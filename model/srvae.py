@@ -6,6 +6,7 @@ import pyro
 from torch import nn
 
 from model.conditionals import PXGivenYZ, PYGivenU, PZGivenYU
+from model.networks import MLP
 
 
 def lr_shape(x_shape, scale: int) -> tuple:
@@ -19,12 +20,13 @@ def lr_shape(x_shape, scale: int) -> tuple:
 class SRVAE(nn.Module):
     """p(x, y, z, u) = p(x | y, z) · p(z | y, u) · p(y | u) · p(u).
 
-    ``p_u`` is a prior module (``model.priors``); the three conditionals are learned. ``levels``
-    switches both image decoders to the discretized likelihood on that many pixel levels.
+    ``p_u`` is a prior module (``model.priors``); the three conditionals are learned, with networks
+    built by ``arch`` (MLP or convolutional). ``levels`` switches both image decoders to the
+    discretized likelihood on that many pixel levels.
     """
 
-    def __init__(self, x_shape, prior: nn.Module, latent_u=4, latent_z=8, scale=2,
-                 hidden=256, depth=2, gamma_init=0.1, gamma_min=1e-3, levels=None):
+    def __init__(self, x_shape, prior: nn.Module, latent_u=4, latent_z=8, scale=2, arch=MLP,
+                 gamma_init=0.1, gamma_min=1e-3, levels=None):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.y_shape = lr_shape(self.x_shape, scale)
@@ -32,9 +34,9 @@ class SRVAE(nn.Module):
         self.latent_u, self.latent_z = latent_u, latent_z
         gamma = {"gamma_init": gamma_init, "gamma_min": gamma_min, "levels": levels}
         self.p_u = prior
-        self.p_y_given_u = PYGivenU(latent_u, self.y_shape, hidden, depth, **gamma)
-        self.p_z_given_yu = PZGivenYU(self.y_shape, latent_u, latent_z, hidden, depth)
-        self.p_x_given_yz = PXGivenYZ(self.y_shape, latent_z, self.x_shape, hidden, depth, **gamma)
+        self.p_y_given_u = PYGivenU(latent_u, self.y_shape, arch, **gamma)
+        self.p_z_given_yu = PZGivenYU(self.y_shape, latent_u, latent_z, arch)
+        self.p_x_given_yz = PXGivenYZ(self.y_shape, latent_z, self.x_shape, scale, arch, **gamma)
 
     def gammas(self) -> dict:
         return {"gamma_x": self.p_x_given_yz.gamma.item(), "gamma_y": self.p_y_given_u.gamma.item()}

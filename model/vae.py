@@ -9,11 +9,15 @@ from torch import nn
 
 from data.downscale import downscale
 from model.conditionals import IsotropicGaussianImage
+from model.networks import MLP, Architecture
 from model.srvae import batch_size, lr_shape
 
 
 class PXGivenZ(IsotropicGaussianImage):
     """p(x | z) = N(x̂(z), γ²·I) over the k_x pixels (or its discretized form)."""
+
+    def __init__(self, latent, x_shape, arch: Architecture, **gamma):
+        super().__init__(arch.image_decoder(latent, x_shape), x_shape, **gamma)
 
 
 class VAE(nn.Module):
@@ -26,14 +30,15 @@ class VAE(nn.Module):
 
     k_y = 0  # the VAE models x alone: bits/dim count k_x dimensions
 
-    def __init__(self, x_shape, prior: nn.Module, latent=12, scale=2, downscale_mode="area",
-                 hidden=256, depth=2, gamma_init=0.1, gamma_min=1e-3, levels=None):
+    def __init__(self, x_shape, prior: nn.Module, latent=12, scale=2, downscale_mode="area", arch=MLP,
+                 gamma_init=0.1, gamma_min=1e-3, levels=None):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.scale, self.downscale_mode, self.levels = scale, downscale_mode, levels
         self.y_shape = lr_shape(self.x_shape, scale)
         self.p_z = prior
-        self.p_x_given_z = PXGivenZ(latent, self.x_shape, hidden, depth, gamma_init, gamma_min, levels)
+        self.p_x_given_z = PXGivenZ(latent, self.x_shape, arch, gamma_init=gamma_init, gamma_min=gamma_min,
+                                    levels=levels)
         basis = torch.eye(self.k_x).reshape(self.k_x, *self.x_shape)  # one image per pixel of x
         self.register_buffer("d_row_norm", downscale(basis, scale, downscale_mode).pow(2).sum(0).sqrt())
 

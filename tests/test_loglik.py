@@ -11,14 +11,16 @@ from data import downscale
 from evaluation.loglik import active_units, importance_weighted_log_likelihood
 from guides import build_guide
 from model import SRVAE, build_prior, explicit_elbo
+from model.networks import Architecture
 from training.objectives import make_objective
 
 
 def tiny_model(training_steps):
     """1-D u, 1-D z, 2×2 images (y is 1×1): log p(x, y) is a 2-D integral a grid can do."""
     torch.manual_seed(0)
-    srvae = SRVAE((1, 2, 2), build_prior("normal", 1), latent_u=1, latent_z=1, hidden=16, depth=1, gamma_init=0.3)
-    guide = build_guide("amortized", (1, 2, 2), latent_u=1, latent_z=1, hidden=16, depth=1)
+    tiny = Architecture(hidden=16, depth=1)
+    srvae = SRVAE((1, 2, 2), build_prior("normal", 1), latent_u=1, latent_z=1, arch=tiny, gamma_init=0.3)
+    guide = build_guide("amortized", (1, 2, 2), latent_u=1, latent_z=1, arch=tiny)
     loss = make_objective("explicit", srvae, guide, num_particles=16)
     optimizer = torch.optim.Adam([*srvae.parameters(), *guide.parameters()], lr=1e-2)
     data = torch.rand(256, 1, 2, 2)

@@ -13,6 +13,7 @@ import model.srvae
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
 from guides import build_guide
 from model.elbo import explicit_elbo, mixture_kl_bound
+from model.networks import Architecture
 from model.priors import FlowPrior
 from training.build import build_model_and_guide
 
@@ -88,9 +89,9 @@ def test_a_prior_line_edited_in_the_source_is_followed(x):
     exec(compile("import torch\nimport pyro.distributions as dist\n" + edited_source, "edited_srvae", "exec"),
          edited.__dict__)
     torch.manual_seed(9)
-    guide = build_guide("amortized", (1, 8, 8), hidden=64)
+    guide = build_guide("amortized", (1, 8, 8), arch=Architecture(hidden=64))
     reference, _ = build_model_and_guide(CONFIG, (1, 8, 8))
-    srvae = edited.SRVAE((1, 8, 8), reference.p_u, hidden=64)
+    srvae = edited.SRVAE((1, 8, 8), reference.p_u, arch=Architecture(hidden=64))
     assert explicit_elbo(srvae, guide.guide, x).prior_kl_method == "Monte Carlo"
     assert abs(z_score(srvae, guide, x)) < 4
 

@@ -2,6 +2,7 @@
 
 from guides import build_guide
 from model import SRVAE, build_prior
+from model.networks import Architecture
 from model.srvae import lr_shape
 from model.vae import VAE
 
@@ -12,15 +13,15 @@ MODELS = {"srvae": "the super-resolution VAE, p(x|y,z) p(z|y,u) p(y|u) p(u)",
 def build_model_and_guide(config: dict, x_shape, device="cpu"):
     """(model module, guide module) on ``device``, for images of shape ``x_shape``."""
     levels = config["levels"] if config.get("likelihood") == "discretized" else None
-    shared = {"scale": config["scale"], "downscale_mode": config["downscale"], "hidden": config["hidden"],
-              "depth": config["depth"], "levels": levels}
-    decoders = (config["hidden"], config["depth"], config["gamma_init"], config["gamma_min"], levels)
+    arch = architecture(config)
+    shared = {"scale": config["scale"], "downscale_mode": config["downscale"], "arch": arch, "levels": levels}
+    decoders = {"arch": arch, "gamma_init": config["gamma_init"], "gamma_min": config["gamma_min"], "levels": levels}
     if config.get("model", "srvae") == "vae":
         latent = config["latent_u"] + config["latent_z"]  # the same latent budget as the SRVAE
         guide = build_guide(config["guide"], x_shape, model="vae", latent=latent, **shared)
         prior = build_prior(config["prior"], latent, config["components"],
                             encoder=guide.q_z_given_x, pseudo_shape=x_shape)
-        model = VAE(x_shape, prior, latent, config["scale"], config["downscale"], *decoders)
+        model = VAE(x_shape, prior, latent, config["scale"], config["downscale"], **decoders)
     else:
         per_datapoint = {"num_images": config["train_images"]} if config["guide"] == "local" else {}
         if config["guide"] == "semi-amortized":
@@ -30,7 +31,13 @@ def build_model_and_guide(config: dict, x_shape, device="cpu"):
         prior = build_prior(config["prior"], config["latent_u"], config["components"],
                             encoder=getattr(guide, "q_u_given_y", None),  # a local guide has none: vamp makes one
                             pseudo_shape=lr_shape(x_shape, config["scale"]))
-        model = SRVAE(x_shape, prior, config["latent_u"], config["latent_z"], config["scale"], *decoders)
+        model = SRVAE(x_shape, prior, config["latent_u"], config["latent_z"], config["scale"], **decoders)
         if hasattr(guide, "attach"):
             guide.attach(model.model)
     return model.to(device), guide.to(device)
+
+
+def architecture(config: dict) -> Architecture:
+    """The networks a configuration describes (runs from before ``--arch`` used MLPs)."""
+    return Architecture(config.get("arch", "mlp"), config["hidden"], config["depth"], config.get("channels", 32),
+                        config.get("blocks", 1))

@@ -1,0 +1,106 @@
+"""Convolutional encoders and decoders with residual blocks (issue 5, ``--arch conv``).
+
+Images keep any leading batch dims (vectorized particles give (S, N, C, H, W)); the convolutions
+see them flattened to (S·N, C, H, W).
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def on_images(net, images: torch.Tensor) -> torch.Tensor:
+    """Apply a 4-D network to images with any leading batch dims."""
+    out = net(images.reshape(-1, *images.shape[-3:]))
+    return out.reshape(*images.shape[:-3], *out.shape[-3:])
+
+
+def halvings(height: int, width: int) -> int:
+    """How often the encoders halve (and the decoders double) a resolution: while both sides are
+    even and at least 8, so 28 → 14 → 7, 32 → 16 → 8 → 4, 8 → 4, 7 stays."""
+    count = 0
+    while height % 2 == 0 and width % 2 == 0 and min(height, width) >= 8:
+        height, width, count = height // 2, width // 2, count + 1
+    return count
+
+
+class ResidualBlock(nn.Module):
+    """h + conv₃ₓ₃(ELU(conv₃ₓ₃(ELU(h)))), the width kept."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.ELU(), nn.Conv2d(channels, channels, 3, padding=1),
+                                  nn.ELU(), nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, h):
+        return h + self.body(h)
+
+
+def stage(channels: int, blocks: int) -> list[nn.Module]:
+    return [ResidualBlock(channels) for _ in range(blocks)]
+
+
+class ConvFeatures(nn.Module):
+    """An image (…, C, H, W) → a flat feature vector of ``out_features``: a 3×3 convolution to
+    ``channels``, residual blocks, and a stride-2 convolution per halving (``halvings``)."""
+
+    def __init__(self, image_shape, channels: int = 32, blocks: int = 1):
+        super().__init__()
+        c, h, w = image_shape
+        layers = [nn.Conv2d(c, channels, 3, padding=1), *stage(channels, blocks)]
+        for _ in range(halvings(h, w)):
+            layers += [nn.Conv2d(channels, channels, 4, stride=2, padding=1), *stage(channels, blocks)]
+            h, w = h // 2, w // 2
+        self.net = nn.Sequential(*layers, nn.ELU())
+        self.out_features = channels * h * w
+
+    def forward(self, images):
+        return on_images(self.net, images).flatten(-3)
+
+
+class ConvImage(nn.Module):
+    """A flat vector (…, F) → image logits (…, C, H, W): a linear map to ``channels`` maps at the
+    coarsest resolution, then residual blocks and a nearest ×2 upsampling plus 3×3 convolution per
+    doubling, and a 3×3 convolution to the C bands."""
+
+    def __init__(self, in_features: int, image_shape, channels: int = 32, blocks: int = 1):
+        super().__init__()
+        c, h, w = image_shape
+        steps = halvings(h, w)
+        self.start = (channels, h >> steps, w >> steps)
+        self.linear = nn.Linear(in_features, math.prod(self.start))
+        layers = list(stage(channels, blocks))
+        for _ in range(steps):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, padding=1),
+                       *stage(channels, blocks)]
+        self.net = nn.Sequential(*layers, nn.ELU(), nn.Conv2d(channels, c, 3, padding=1))
+
+    def forward(self, h):
+        return on_images(self.net, self.linear(h).unflatten(-1, self.start))
+
+
+class ConvXGivenYZ(nn.Module):
+    """Logits of x from (y, z), as in srVAE: z mapped to ``channels`` maps at y's resolution and
+    concatenated with y; residual blocks at the LR resolution; nearest upsampling ×s; concatenated
+    with y upsampled to x's size (bilinear); residual blocks; a 3×3 convolution to x's bands."""
+
+    def __init__(self, y_shape, latent_z: int, x_shape, scale: int, channels: int = 32, blocks: int = 1):
+        super().__init__()
+        self.lr_maps = (channels, *y_shape[1:])
+        self.scale = scale
+        self.from_z = nn.Linear(latent_z, math.prod(self.lr_maps))
+        self.low = nn.Sequential(nn.Conv2d(channels + y_shape[0], channels, 3, padding=1), *stage(channels, blocks),
+                                 nn.Upsample(scale_factor=scale, mode="nearest"))
+        self.high = nn.Sequential(nn.Conv2d(channels + y_shape[0], channels, 3, padding=1), *stage(channels, blocks),
+                                  nn.ELU(), nn.Conv2d(channels, x_shape[0], 3, padding=1))
+
+    def forward(self, y, z):
+        batch = torch.broadcast_shapes(y.shape[:-3], z.shape[:-1])
+        y4 = y.expand(*batch, *y.shape[-3:]).reshape(-1, *y.shape[-3:])
+        z_maps = self.from_z(z.expand(*batch, z.shape[-1])).reshape(-1, *self.lr_maps)
+        h = self.low(torch.cat([z_maps, y4], dim=1))
+        y_big = F.interpolate(y4, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        out = self.high(torch.cat([h, y_big], dim=1))
+        return out.reshape(*batch, *out.shape[-3:])

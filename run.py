@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from data import DATASETS, DOWNSCALE_MODES
-from data.errors import one_line
+from data.errors import DataError, one_line
 from guides import GUIDES, VAE_GUIDES
 from model import PRIORS
 from model.elbo import MIXTURE_KL
+from model.networks import ARCHITECTURES, default_architecture
 from training.build import MODELS
 from training.objectives import OBJECTIVES
 
@@ -78,20 +79,42 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--latent-u", type=positive(int), default=4, help="dimension L_u of u, the code of y [%(default)s]")
     m.add_argument("--latent-z", type=positive(int), default=8,
                    help="dimension L_z of z, the code of what x adds to y [%(default)s]")
-    m.add_argument("--hidden", type=positive(int), default=256, help="width of every hidden layer [%(default)s]")
-    m.add_argument("--depth", type=positive(int), default=2, help="hidden layers per network [%(default)s]")
+    m.add_argument("--arch", default="auto", choices=["auto", *ARCHITECTURES],
+                   help="the networks: " + "; ".join(f"{k} = {v}" for k, v in ARCHITECTURES.items())
+                        + "; auto = conv for images of 28×28 and larger, else mlp [%(default)s]")
+    m.add_argument("--hidden", type=positive(int), default=256,
+                   help="width of every fully connected hidden layer (the conv networks' Gaussian heads "
+                        "too) [%(default)s]")
+    m.add_argument("--depth", type=positive(int), default=2,
+                   help="hidden layers per fully connected network [%(default)s]")
+    m.add_argument("--channels", type=positive(int), default=32,
+                   help="feature maps of every convolution (--arch conv) [%(default)s]")
+    m.add_argument("--blocks", type=positive(int), default=1,
+                   help="residual blocks per resolution (--arch conv) [%(default)s]")
     m.add_argument("--gamma-min", type=positive(float), default=1e-3,
                    help="floor of the decoder standard deviations γ₁, γ₂ [%(default)s]")
 
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="digits", choices=list(DATASETS),
-                   help="digits = scikit-learn's bundled 8×8 digits, works offline [%(default)s]")
+                   help="; ".join(f"{k} = {v}" for k, v in DATASETS.items()) + " [%(default)s]")
+    d.add_argument("--data-dir", type=Path, default=Path("data"),
+                   help="where mnist, fashion-mnist and cifar10 are (torchvision's layout), or the folder "
+                        "holding hr/ and lr/ for --dataset folder [%(default)s]")
+    d.add_argument("--download", action="store_true",
+                   help="download mnist, fashion-mnist or cifar10 into --data-dir if missing (needs a network)")
+    d.add_argument("--crop", type=positive(int), default=None, metavar="P",
+                   help="--dataset folder: train on random P×P patches of x and the matching (P/s)×(P/s) "
+                        "patches of y (fixed patches for the test images); P a multiple of --scale")
+    d.add_argument("--test-images", type=positive(int), default=1000,
+                   help="evaluate on the first N test images (the digits have 359) [%(default)s]")
     d.add_argument("--scale", type=int, default=2, choices=(2, 4),
-                   help="downscaling factor s of y = d(x) [%(default)s]")
+                   help="downscaling factor s of y = d(x); with measured LR images (a folder with lr/) the "
+                        "HR/LR size ratio [%(default)s]")
     d.add_argument("--downscale", default="area", choices=DOWNSCALE_MODES, help="how d(x) downscales [%(default)s]")
 
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=positive(int), default=200, help="passes over the training set [%(default)s]")
+    t.add_argument("--epochs", type=positive(int), default=None,
+                   help="passes over the training set [200 for digits and folder, 20 for the torchvision sets]")
     t.add_argument("--batch-size", type=positive(int), default=64, help="images per step [%(default)s]")
     t.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate [%(default)s]")
     t.add_argument("--kl-warmup", type=int, default=0, metavar="EPOCHS",
@@ -165,6 +188,45 @@ def check(args) -> None:
     for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup", "refine_steps"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}")
+    if args.crop is not None and args.dataset != "folder":
+        raise UsageError(f"--crop works with --dataset folder only (the {args.dataset} images are used whole)")
+    if args.download and args.dataset in ("digits", "folder"):
+        raise UsageError(f"--download fetches mnist, fashion-mnist or cifar10; {args.dataset} has nothing to "
+                         "download")
+
+
+def load_data(args, scale: int, crop: int | None):
+    """The data set of ``--dataset`` with at most ``--test-images`` test images; a missing or bad
+    file is a UsageError naming it."""
+    from data import load_dataset
+
+    try:
+        data = load_dataset(args.dataset, args.data_dir, args.download, scale, crop)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+    return data.test_subset(args.test_images)
+
+
+def check_data(args, data) -> None:
+    """The checks of a training run that need the data."""
+    if args.likelihood == "discretized" and data.levels is None:
+        kind = "continuous" if not data.integer else "integer, with bands of different ranges"
+        raise UsageError(f"--likelihood discretized needs pixels on one grid of levels; the {args.dataset} "
+                         f"pixels are {kind}: use --likelihood gaussian")
+    if args.model == "vae" and data.paired:
+        raise UsageError(f"--model vae assumes y = d(x), but {args.data_dir}/lr/ holds measured LR images: use "
+                         "--model srvae, or move lr/ away to train on y = d(x)")
+
+
+def place(data, device: str):
+    """Data on the device once when they fit in a quarter of its free memory; else the training
+    images stay in host memory and come through a DataLoader (the test images always move)."""
+    import torch
+
+    if device == "cpu":
+        return data
+    stored = sum(t.nbytes for t in (data.train_values, data.train_lr) if t is not None)
+    return data.to(device, train=stored <= torch.cuda.mem_get_info()[0] / 4)
 
 
 def write_outputs(out: Path, srvae, guide, config, history, metrics) -> list[str]:
@@ -198,8 +260,10 @@ EVALUATION_KEYS = ("eval_particles", "eval_repeats", "iw_samples", "sr_samples",
 
 def open_checkpoint(args, device):
     """The checkpoint of ``--evaluate``, the data set to evaluate it on, and the model and guide it
-    holds: every check made before anything is written."""
-    from data import load_dataset
+    holds: every check made before anything is written. The data are normalized with the map saved
+    in the checkpoint (not one recomputed from the files), so outputs map back to the trained units."""
+    import torch
+
     from training.build import build_model_and_guide
     from training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 
@@ -219,12 +283,15 @@ def open_checkpoint(args, device):
     if args.dataset != trained_on:
         raise UsageError(f"--evaluate {path}: the checkpoint was trained on {trained_on}, not {args.dataset}; "
                          f"pass --dataset {trained_on}")
-    data = load_dataset(args.dataset)
-    shape = list(checkpoint["config"]["image_shape"])
+    config = checkpoint["config"]
+    data = load_data(args, config["scale"], config.get("crop"))
+    if "normalization" in config:
+        data.low, data.span = (torch.tensor(config["normalization"][k]) for k in ("low", "span"))
+    shape = list(config["image_shape"])
     if list(data.image_shape) != shape:
         raise UsageError(f"--evaluate {path}: the checkpoint expects images of shape {shape}, "
                          f"{args.dataset} has {list(data.image_shape)}")
-    model, guide = build_model_and_guide(checkpoint["config"], data.image_shape, device)
+    model, guide = build_model_and_guide(config, data.image_shape, device)
     try:
         model.load_state_dict(checkpoint["srvae"])
         guide.load_state_dict(checkpoint["guide"])
@@ -246,6 +313,8 @@ def fill_sr_defaults(config: dict) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.epochs is None:
+        args.epochs = 200 if args.dataset in ("digits", "folder") else 20
     try:
         check(args)
         device = resolve_device(args.device)
@@ -253,7 +322,9 @@ def main(argv=None) -> int:
             checkpoint, data, trained = open_checkpoint(args, device)
             default_out = args.evaluate.parent / "evaluation"
         else:
-            checkpoint, data, trained = None, None, None
+            checkpoint, trained = None, None
+            data = load_data(args, args.scale, args.crop)
+            check_data(args, data)
             default_out = Path("runs") / f"{args.dataset}-{args.model}-{args.guide}-{args.prior}"
         out = prepare_out(args.out or default_out)
     except UsageError as error:
@@ -264,34 +335,36 @@ def main(argv=None) -> int:
 
     pyro.enable_validation(False)  # argument checks cost time in the hot loop; the tests run with them on
     if checkpoint is None:
-        return train_and_evaluate(args, device, out)
+        return train_and_evaluate(args, data, device, out)
     return evaluate_checkpoint(args, checkpoint, data, trained, device, out)
 
 
-def train_and_evaluate(args, device, out: Path) -> int:
+def train_and_evaluate(args, data, device, out: Path) -> int:
     import pyro
 
-    from data import load_dataset
     from evaluation.report import evaluate_run, summary, write_figures
     from training.build import build_model_and_guide
     from training.loop import train
     from training.objectives import make_objective
 
-    data = load_dataset(args.dataset).to(device)
+    data = place(data, device)
     data.discrete = args.likelihood == "discretized"
     config = fill_sr_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate")},
-                               "device": device, "out": str(out), "gamma_init": 0.1,
+                               "device": device, "out": str(out), "gamma_init": 0.1, "data_dir": str(args.data_dir),
+                               "arch": default_architecture(data.image_shape) if args.arch == "auto" else args.arch,
                                "image_shape": list(data.image_shape), "levels": data.levels,
-                               "train_images": len(data.train_values)})
+                               "normalization": data.normalization, "paired": data.paired,
+                               "train_images": len(data.train_values), "test_images": len(data.test_values)})
     pyro.set_rng_seed(args.seed)
     model, guide = build_model_and_guide(config, data.image_shape, device)
     loss = make_objective(args.objective, model, guide, args.mixture_kl, args.particles)
 
     interactive = sys.stderr.isatty()
     start = time.perf_counter()
-    history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=data.test_images(),
+    test_x, test_y = data.test_pair()
+    history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=test_x, test_y=test_y,
                     progress=interactive, on_epoch=None if interactive else progress_lines(args.epochs),
-                    kl_warmup=args.kl_warmup)
+                    kl_warmup=args.kl_warmup, device=device)
     seconds = time.perf_counter() - start
 
     print("evaluating on the test set …", file=sys.stderr, flush=True)
@@ -309,8 +382,9 @@ def evaluate_checkpoint(args, checkpoint: dict, data, trained, device, out: Path
 
     model, guide = trained
     config = fill_sr_defaults({**checkpoint["config"], **{k: getattr(args, k) for k in EVALUATION_KEYS},
-                               "device": device, "out": str(out), "evaluated_checkpoint": str(args.evaluate)})
-    data = data.to(device)
+                               "device": device, "out": str(out), "evaluated_checkpoint": str(args.evaluate),
+                               "data_dir": str(args.data_dir), "test_images": len(data.test_values)})
+    data = place(data, device)
     data.discrete = config.get("likelihood") == "discretized"
     print(f"evaluating {args.evaluate} on the {config['dataset']} test set …", file=sys.stderr, flush=True)
     metrics = evaluate_run(model, guide, data, config)

@@ -44,13 +44,21 @@ class ImageData:
             self.low = torch.zeros(channels)
         if self.span is None:
             self.span = torch.full((channels,), float(self.levels))
-        self.low = torch.as_tensor(self.low, dtype=torch.float32).to(self.train_values.device)
-        self.span = torch.as_tensor(self.span, dtype=torch.float32).to(self.train_values.device)
+        device = self.low.device if torch.is_tensor(self.low) else self.train_values.device
+        self.low = torch.as_tensor(self.low, dtype=torch.float32, device=device)
+        self.span = torch.as_tensor(self.span, dtype=torch.float32, device=device)
 
     @property
     def image_shape(self) -> tuple:
         c, h, w = self.train_values.shape[1:]
         return (c, self.crop, self.crop) if self.crop else (c, h, w)
+
+    @property
+    def bin_levels(self) -> float:
+        """The number of bins per unit of x, per dimension, for bits/dim: the geometric mean of the
+        bands' spans for integer pixels (exactly L for the built-in sets), 1 for continuous pixels
+        (no bins: a density in normalized units)."""
+        return float(self.span.log().mean().exp()) if self.integer else 1.0
 
     @property
     def paired(self) -> bool:
@@ -62,9 +70,11 @@ class ImageData:
         original units = x · span + low."""
         return {"low": self.low.tolist(), "span": self.span.tolist(), "integer": self.integer}
 
-    def to(self, device) -> "ImageData":
-        """Move every tensor to ``device`` once (small data sets live on the device)."""
-        moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in vars(self).items()}
+    def to(self, device, train: bool = True) -> "ImageData":
+        """Move every tensor to ``device`` once (small data sets live on the device); with ``train``
+        False the training images stay where they are (they come through a DataLoader)."""
+        stay = () if train else ("train_values", "train_lr", "train_labels")
+        moved = {k: v.to(device) if torch.is_tensor(v) and k not in stay else v for k, v in vars(self).items()}
         return ImageData(**moved)
 
     def normalize(self, values: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,7 +85,8 @@ class ImageData:
             values = values + noise
         elif self.integer and self.discrete:
             values = values + 0.5
-        return (values - self.low[:, None, None]) / self.span[:, None, None]
+        low, span = self.low.to(values.device), self.span.to(values.device)
+        return (values - low[:, None, None]) / span[:, None, None]
 
     def to_original_units(self, x: torch.Tensor) -> torch.Tensor:
         """The inverse map of ``normalize`` (without the noise): v = x · span + low, per band."""
@@ -98,6 +109,14 @@ class ImageData:
             x, y = crop_pairs(x, y, self.crop, self.scale, offsets)
         return x, y
 
+    def test_subset(self, count: int | None) -> "ImageData":
+        """The same data with only the first ``count`` test images (all with None)."""
+        if count is None or count >= len(self.test_values):
+            return self
+        kept = {k: getattr(self, k)[:count] for k in ("test_values", "test_labels", "test_lr")
+                if getattr(self, k) is not None}
+        return ImageData(**{**vars(self), **kept})
+
     def test_images(self, seed: int = 0) -> torch.Tensor:
         """The dequantized test set x, identical for a given seed."""
         return self.test_pair(seed)[0]
@@ -105,8 +124,13 @@ class ImageData:
     def train_pair(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Freshly dequantized (and cropped) training images at ``index`` and their LR images
         (None without ``lr/``); uses the global torch RNG, on the data's device."""
-        x = self._dequantized(self.train_values[index])
-        y = None if self.train_lr is None else self._dequantized(self.train_lr[index])
+        return self.prepare(self.train_values[index], None if self.train_lr is None else self.train_lr[index])
+
+    def prepare(self, values: torch.Tensor, lr: torch.Tensor | None = None):
+        """Stored training rows (and their LR rows) → a training batch (x, y): fresh dequantization
+        noise and crops, drawn on the rows' device with the global torch RNG."""
+        x = self._dequantized(values)
+        y = None if lr is None else self._dequantized(lr)
         if self.crop:
             x, y = crop_pairs(x, y, self.crop, self.scale)
         return x, y

@@ -3,6 +3,7 @@
 import resource
 import time
 
+import numpy as np
 import pyro
 import torch
 
@@ -17,37 +18,40 @@ def is_vae(config: dict) -> bool:
     return config.get("model", "srvae") == "vae"
 
 
-def guide_for(model, guide, x, config: dict):
-    """The guide that evaluates the images x: the trained one, or, for a local guide, a copy with
-    parameters for x fitted by ``config["local_steps"]`` SVI steps, the model frozen (SPEC §5)."""
+def guide_for(model, guide, x, config: dict, y=None):
+    """The guide that evaluates the images x (paired with y, if given): the trained one, or, for a
+    local guide, a copy with parameters for x fitted by ``config["local_steps"]`` SVI steps, the
+    model frozen (SPEC §5)."""
     if getattr(guide, "amortized", True):
         return guide
-    return guide.fitted_to(model, x, config["local_steps"])
+    return guide.fitted_to(model, x, config["local_steps"], y=y)
 
 
 def evaluate_run(model, guide, data, config: dict) -> dict:
     """Test-set metrics of a trained model; deterministic for a given ``config["seed"]``."""
     pyro.set_rng_seed(config["seed"])
-    x = data.test_images()
-    guide = guide_for(model, guide, x, config)
-    y = guide.d(x)
-    metrics = evaluate_elbo(model, guide, x, levels=data.levels, num_particles=config["eval_particles"],
+    x, y_paired = data.test_pair()
+    guide = guide_for(model, guide, x, config, y_paired)
+    levels = data.bin_levels
+    metrics = evaluate_elbo(model, guide, x, y_paired, levels=levels, num_particles=config["eval_particles"],
                             repeats=config["eval_repeats"], mixture_kl=config["mixture_kl"])
-    metrics.update(evaluate_loglik(model, guide, x, data.levels, config["iw_samples"]))
-    metrics.update(active_units(guide, x))
+    metrics.update(evaluate_loglik(model, guide, x, y_paired, levels, config["iw_samples"]))
+    metrics.update(active_units(guide, x, y_paired))
+    y = y_paired if y_paired is not None else guide.d(x)
     metrics.update(evaluate_superres(model, guide, x, y, config["scale"], config["sr_samples"],
                                      proposals=config["sr_proposals"], fit_steps=config["sr_fit_steps"]))
-    metrics.update(**model.gammas(), k_x=model.k_x, k_y=model.k_y, test_images=len(x), levels=data.levels)
+    metrics.update(**model.gammas(), k_x=model.k_x, k_y=model.k_y, test_images=len(x), levels=levels,
+                   paired=y_paired is not None)
     return metrics
 
 
-def evaluate_loglik(model, guide, x, levels: int, num_samples: int) -> dict:
+def evaluate_loglik(model, guide, x, y, levels: float, num_samples: int) -> dict:
     """The importance-weighted −log p(x, y) per image (−log p(x) for the VAE): mean and standard
     error over images, its bits/dim, and the time and peak memory of computing it."""
     start = time.perf_counter()
     if x.is_cuda:
         torch.cuda.reset_peak_memory_stats(x.device)
-    log_p = importance_weighted_log_likelihood(model, guide, x, num_samples=num_samples)
+    log_p = importance_weighted_log_likelihood(model, guide, x, y, num_samples=num_samples)
     mean, se = mean_and_se(-log_p.double())
     peak = (torch.cuda.max_memory_allocated(x.device) if x.is_cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -63,15 +67,16 @@ def evaluate_loglik(model, guide, x, levels: int, num_samples: int) -> dict:
 def write_figures(model, guide, data, config: dict, history: list[dict], metrics: dict, out) -> list[str]:
     """The figures of SPEC §7 in ``out``; returns their names."""
     pyro.set_rng_seed(config["seed"])
-    x = data.test_images()[:10]
-    guide = guide_for(model, guide, x, config)
-    y = guide.d(x)
+    x, y_paired = data.test_subset(10).test_pair()
+    guide = guide_for(model, guide, x, config, y_paired)
+    y = y_paired if y_paired is not None else guide.d(x)
     written = []
     if history:
         figures.loss_curves(history, out / "loss_curves.png")
         written.append("loss_curves.png")
 
-    figures.image_rows([("x", x), ("y = d(x)", y), ("x̂", reconstruct(model, guide, x))], out / "reconstructions.png",
+    figures.image_rows([("x", x), ("y" if y_paired is not None else "y = d(x)", y),
+                        ("x̂", reconstruct(model, guide, x, y_paired))], out / "reconstructions.png",
                        "reconstructions: x, its LR version y, the decoder's mean at latents drawn from q(· | x)")
 
     generated = pyro.poutine.trace(model.model).get_trace(num_images=10).nodes
@@ -90,7 +95,10 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
                        out / "superres.png", f"super-resolution from y alone: {config['sr_samples']} samples of x",
                        heat=("SR std", "|SR mean − x|"))
     figures.reliability(metrics["reliability_nominal"], metrics["reliability_observed"], out / "reliability.png")
-    return [*written, "reconstructions.png", "samples.png", "superres.png", "reliability.png"]
+    np.savez_compressed(out / "superres.npz", **{name: data.to_original_units(images).cpu().numpy() for name, images in
+                        (("lr", y), ("hr", x), ("sr_mean", samples.mean(0)))},
+                        sr_std=(samples.std(0) * data.span[:, None, None].to(x.device)).cpu().numpy())
+    return [*written, "reconstructions.png", "samples.png", "superres.png", "reliability.png", "superres.npz"]
 
 
 def summary(metrics: dict, config: dict, seconds: float) -> str:

@@ -15,6 +15,7 @@ from evaluation.elbo import chunks
 from evaluation.loglik import log_density
 from guides.fitting import fit_guide_parameters
 from model.elbo import guide_and_model_traces
+from model.srvae import data_plate
 
 COVERAGE_LEVELS = (0.5, 0.9, 0.95)
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -57,7 +58,7 @@ class GaussianPosterior(nn.Module):
         self.rhos = nn.ParameterList([nn.Parameter(torch.full_like(value, -2.2522)) for _, value in latents])
 
     def forward(self, x=None, y=None, num_images=None, index=None):
-        with pyro.plate("data", y.shape[0], dim=-1):
+        with data_plate(y=y):
             for name, loc, rho in zip(self.names, self.locs, self.rhos, strict=True):
                 pyro.sample(name, dist.Normal(loc, F.softplus(rho) + 1e-4).to_event(1))  # softplus(−2.25) ≈ 0.1
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from data.downscale import downscale
 from model.networks import MLP, Architecture
-from model.srvae import batch_size, lr_shape
+from model.srvae import data_plate, lr_shape
 
 
 class ImageEncoder(nn.Module):
@@ -57,7 +57,7 @@ class AmortizedGuide(DownscalingGuide):
         """Same signature as ``SRVAE.model``. y is a ``Delta`` site at d(x) (log-density 0)
         unless the model observes it (paired data); z is inferred only when x is seen."""
         pyro.module("guide", self)
-        with pyro.plate("data", batch_size(x, y, num_images), dim=-1):
+        with data_plate(x, y, num_images):
             if y is None:
                 y = pyro.sample("y", dist.Delta(self.d(x), event_dim=3))
             pyro.sample("u", self.q_u_given_y(y))

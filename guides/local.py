@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from guides.amortized import DownscalingGuide
 from guides.fitting import fit_guide_parameters
-from model.srvae import batch_size
+from model.srvae import batch_size, data_plate
 
 
 class LocalGuide(DownscalingGuide):
@@ -45,16 +45,16 @@ class LocalGuide(DownscalingGuide):
         n = batch_size(x, y, num_images)
         if index is None:
             index = torch.arange(n, device=self.u_loc.device)
-        with pyro.plate("data", n, dim=-1):
+        with data_plate(x, y, n, self.u_loc.device):
             if y is None:
                 pyro.sample("y", dist.Delta(self.d(x), event_dim=3))
             pyro.sample("u", dist.Normal(self.u_loc[index], F.softplus(self.u_rho[index]) + 1e-4).to_event(1))
             if x is not None:
                 pyro.sample("z", dist.Normal(self.z_loc[index], F.softplus(self.z_rho[index]) + 1e-4).to_event(1))
 
-    def fitted_to(self, model, x, steps: int, lr: float = 0.05, batch: int = 256) -> "LocalGuide":
-        """A copy with fresh parameters for the images x, fitted by ``steps`` SVI steps (Trace_ELBO,
-        Adam, minibatches of ``batch``) with the model's parameters left as they are."""
+    def fitted_to(self, model, x, steps: int, lr: float = 0.05, batch: int = 256, y=None) -> "LocalGuide":
+        """A copy with fresh parameters for the images x (paired with y, if given), fitted by ``steps``
+        SVI steps (Trace_ELBO, Adam, minibatches of ``batch``) with the model's parameters left as they are."""
         if steps < 1:
             raise ValueError("a local guide needs fitting steps (> 0) before it can evaluate new data")
         fitted = copy.deepcopy(self)
@@ -63,7 +63,8 @@ class LocalGuide(DownscalingGuide):
 
         def minibatch_loss():
             index = torch.randperm(len(x), device=x.device)[:batch]
-            return elbo.differentiable_loss(model.model, fitted.guide, x[index], index=index)
+            return elbo.differentiable_loss(model.model, fitted.guide, x[index], None if y is None else y[index],
+                                            index=index)
 
         fit_guide_parameters(list(fitted.parameters()), minibatch_loss, steps, lr)
         return fitted

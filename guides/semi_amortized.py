@@ -16,7 +16,7 @@ from pyro.infer import Trace_ELBO
 
 from guides.amortized import AmortizedGuide
 from model.networks import MLP
-from model.srvae import batch_size
+from model.srvae import batch_size, data_plate
 
 
 def step(value, grad, lr, limit=0.5):
@@ -56,7 +56,7 @@ class SemiAmortizedGuide(AmortizedGuide):
 
     def sample_sites(self, params, x, y, n, **_):
         """The guide's sites at the given parameters (also the inner guide of the refinement)."""
-        with pyro.plate("data", n, dim=-1):
+        with data_plate(x, y, n, params["u_loc"].device):
             if y is None:
                 pyro.sample("y", dist.Delta(self.d(x), event_dim=3))
             pyro.sample("u", dist.Normal(params["u_loc"], params["u_log_scale"].exp()).to_event(1))

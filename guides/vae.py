@@ -5,7 +5,7 @@ import pyro
 from data.downscale import upsample
 from guides.amortized import DownscalingGuide, ImageEncoder
 from model.networks import MLP
-from model.srvae import batch_size
+from model.srvae import data_plate
 
 
 class QZGivenXVAE(ImageEncoder):
@@ -23,6 +23,6 @@ class AmortizedVAEGuide(DownscalingGuide):
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``VAE.model``."""
         pyro.module("vae_guide", self)
-        with pyro.plate("data", batch_size(x, y, num_images), dim=-1):
+        with data_plate(x, y, num_images):
             seen = x if x is not None else upsample(y, self.scale, "bicubic")
             pyro.sample("z", self.q_z_given_x(seen))

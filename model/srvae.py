@@ -57,7 +57,7 @@ class SRVAE(nn.Module):
         their data set) is for per-datapoint guides; the model does not need it.
         """
         pyro.module("srvae", self)
-        with pyro.plate("data", batch_size(x, y, num_images), dim=-1):
+        with data_plate(x, y, num_images, self.p_x_given_yz.gamma_min.device):
             u = pyro.sample("u", self.p_u())  # the prior p(u): edit this line to swap it
             y = pyro.sample("y", self.p_y_given_u(u), obs=y)
             z = pyro.sample("z", self.p_z_given_yu(y, u))
@@ -72,3 +72,13 @@ def batch_size(x=None, y=None, num_images=None) -> int:
     if num_images is None:
         raise ValueError("give x, y or num_images")
     return num_images
+
+
+def data_plate(x=None, y=None, num_images=None, device=None):
+    """``pyro.plate("data", N, dim=-1)`` whose index tensor is made on the data's device (or on
+    ``device`` when generating), so a CUDA step creates no CPU tensor."""
+    for images in (x, y):
+        if images is not None:
+            device = images.device
+            break
+    return pyro.plate("data", batch_size(x, y, num_images), dim=-1, device=device)

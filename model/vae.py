@@ -10,7 +10,7 @@ from torch import nn
 from data.downscale import downscale
 from model.conditionals import IsotropicGaussianImage
 from model.networks import MLP, Architecture
-from model.srvae import batch_size, lr_shape
+from model.srvae import data_plate, lr_shape
 
 
 class PXGivenZ(IsotropicGaussianImage):
@@ -58,7 +58,7 @@ class VAE(nn.Module):
     def model(self, x=None, y=None, num_images=None, index=None):
         """Sample z then x inside ``pyro.plate("data")``; with y given, y is observed through p(y | z)."""
         pyro.module("vae", self)
-        with pyro.plate("data", batch_size(x, y, num_images), dim=-1):
+        with data_plate(x, y, num_images, self.d_row_norm.device):
             z = pyro.sample("z", self.p_z())  # the prior p(z): edit this line to swap it
             if y is not None:
                 pyro.sample("y", self.p_y_given_z(z), obs=y)

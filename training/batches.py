@@ -1,0 +1,51 @@
+"""Minibatches of one epoch (issue 5, the GPU): from data already on the device, or through a
+``DataLoader`` with pinned memory and workers for data kept in host memory."""
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+
+class RawRows:
+    """Indexable by a list of positions: the stored (not yet normalized) HR rows, their LR rows
+    when paired, and the positions themselves, gathered in one indexing operation per batch."""
+
+    def __init__(self, data):
+        self.values, self.lr = data.train_values, data.train_lr
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, positions):
+        index = torch.as_tensor(positions)
+        return self.values[index], None if self.lr is None else self.lr[index], index
+
+
+def on_device_batches(data, batch_size: int):
+    """(index, x, y) per batch for data living on the device: a random order drawn there, no host copy."""
+    for index in torch.randperm(len(data.train_values), device=data.train_values.device).split(batch_size):
+        yield index, *data.train_pair(index)
+
+
+def host_batches(data, batch_size: int, device, workers: int = 2):
+    """(index, x, y) per batch for data in host memory: rows gathered by ``workers`` processes into
+    pinned memory, copied to ``device`` without blocking, then dequantized there."""
+    rows = RawRows(data)
+    sampler = BatchSampler(RandomSampler(range(len(rows))), batch_size, drop_last=False)
+    loader = DataLoader(rows, sampler=sampler, batch_size=None, num_workers=workers,
+                        pin_memory=torch.device(device).type == "cuda", collate_fn=collate)
+    for values, lr, index in loader:
+        move = {"device": device, "non_blocking": True}
+        yield (index.to(**move), *data.prepare(values.to(**move), None if lr is None else lr.to(**move)))
+
+
+def collate(batch):
+    """The batch as gathered: ``RawRows`` already returns stacked tensors."""
+    return batch
+
+
+def epoch_batches(data, batch_size: int, device, workers: int = 2):
+    """The batches of one epoch on ``device``: from the data's own tensors when they live there,
+    else through ``host_batches``."""
+    if data.train_values.device == torch.device(device):
+        return on_device_batches(data, batch_size)
+    return host_batches(data, batch_size, device, workers)

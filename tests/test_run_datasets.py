@@ -1,0 +1,111 @@
+"""Issue 5 end to end: run.py on MNIST-format files, on a paired multi-band folder, and the
+one-line refusals of bad data."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datafiles import write_folder, write_mnist
+from test_run import OUTPUTS, QUICK, run
+
+from training.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    write_mnist(root / "data", n_train=24, n_test=8)
+    out = root / "out"
+    result = run("--dataset", "mnist", "--data-dir", str(root / "data"), *QUICK, "--channels", "8", "--hidden", "32",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return root, out
+
+
+def test_mnist_trains_with_the_conv_networks_chosen_by_size(mnist_run):
+    _, out = mnist_run
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    config = json.loads((out / "config.json").read_text())
+    assert config["arch"] == "conv" and config["image_shape"] == [1, 28, 28] and config["test_images"] == 8
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"]["channels"] == 8
+    assert any(".net.0.weight" in k and v.dim() == 4 for k, v in state["guide"].items())  # convolution kernels
+
+
+def test_a_conv_checkpoint_is_rebuilt_from_its_config_and_reproduces_its_metrics(mnist_run, tmp_path):
+    root, out = mnist_run
+    result = run("--evaluate", str(out / "checkpoint.pt"), "--dataset", "mnist", "--data-dir", str(root / "data"),
+                 *QUICK[2:], "--out", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr
+    saved, again = (json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "eval"))
+    for key in ("explicit_neg_elbo", "iw_neg_log_likelihood", "sr_psnr"):
+        assert again[key] == pytest.approx(saved[key], rel=1e-6), key
+
+
+def test_a_paired_four_band_folder_trains_and_maps_sr_back_to_its_units(tmp_path):
+    images = write_folder(tmp_path / "scene", n=10, size=16, scale=2, bands=4, suffix=".npy", dtype=np.float32)
+    out = tmp_path / "out"
+    result = run("--dataset", "folder", "--data-dir", str(tmp_path / "scene"), *QUICK, "--hidden", "32",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["paired"] and config["arch"] == "mlp" and len(config["normalization"]["low"]) == 4
+    saved = np.load(out / "superres.npz")
+    lr_raw = [images["lr", f"img{i}"] for i in range(10)]
+    for lr in saved["lr"]:  # the LR inputs, mapped back, are the measured LR images themselves
+        assert min(np.abs(lr - raw).max() for raw in lr_raw) < 1e-3 * 4000
+    assert saved["sr_mean"].shape == (2, 4, 16, 16) and saved["sr_std"].shape == (2, 4, 16, 16)
+    assert saved["sr_mean"].max() > 10  # in the data's units (0 … 4000), not in [0, 1]
+
+
+def test_a_cropped_hr_only_folder_trains_on_patches(tmp_path):
+    write_folder(tmp_path / "scene", n=6, size=32, bands=3, paired=False)
+    out = tmp_path / "out"
+    result = run("--dataset", "folder", "--data-dir", str(tmp_path / "scene"), "--crop", "16", "--scale", "4",
+                 *QUICK, "--hidden", "32", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["image_shape"] == [3, 16, 16] and not config["paired"]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["crop"] == 16
+
+
+def bad_data(tmp_path, case):
+    """(arguments, expected text) of a run that must exit 2 before writing anything."""
+    scene = tmp_path / "scene"
+    if case == "missing MNIST files":
+        return ["--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere")], "4 of its files missing in"
+    if case == "crop on digits":
+        return ["--crop", "4"], "--crop works with --dataset folder only"
+    if case == "download the digits":
+        return ["--download"], "--download fetches mnist, fashion-mnist or cifar10"
+    if case == "empty folder":
+        (scene / "hr").mkdir(parents=True)
+        return ["--dataset", "folder", "--data-dir", str(scene)], "0 images"
+    write_folder(scene, n=4, suffix=".npy", dtype=np.float32)
+    folder = ["--dataset", "folder", "--data-dir", str(scene)]
+    if case == "corrupt file":
+        (scene / "lr" / "img2.npy").write_bytes(b"garbage")
+        return folder, "img2.npy: cannot read it as an image"
+    if case == "discretized on continuous pixels":
+        return [*folder, "--likelihood", "discretized"], "the folder pixels are continuous"
+    if case == "VAE on measured LR images":
+        return [*folder, "--model", "vae"], "--model vae assumes y = d(x)"
+    if case == "wrong scale for the pairs":
+        return [*folder, "--scale", "4"], "every LR image (HR size / --scale 4) must be 1 band of 4×4"
+    if case == "crop not a multiple of the scale":
+        return [*folder, "--crop", "7"], "--crop 7: must be a multiple of --scale 2"
+    raise KeyError(case)
+
+
+@pytest.mark.parametrize("case", ["missing MNIST files", "crop on digits", "download the digits", "empty folder",
+                                  "corrupt file", "discretized on continuous pixels", "VAE on measured LR images",
+                                  "wrong scale for the pairs", "crop not a multiple of the scale"])
+def test_bad_data_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
+    args, expected = bad_data(tmp_path, case)
+    out = tmp_path / "out"
+    result = run(*args, "--out", str(out))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert expected in result.stderr
+    assert not out.exists()

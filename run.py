@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kl-warmup", type=int, default=0, metavar="EPOCHS",
                    help="scale the KL terms from 0 to 1 over this many epochs (0 = no warm-up); the reported "
                         "ELBO is always the unscaled one [%(default)s]")
+    t.add_argument("--amp", action="store_true",
+                   help="mixed precision: training steps under bfloat16 autocast (fast on recent GPUs, slow on "
+                        "most CPUs); the explicit-ELBO cross-check still passes under it (tests/test_amp.py); "
+                        "evaluation stays float32")
     t.add_argument("--seed", type=int, default=0, help="seeds initialisation, training and evaluation [%(default)s]")
     t.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto = cuda when available, else cpu [%(default)s]")
@@ -364,7 +368,7 @@ def train_and_evaluate(args, data, device, out: Path) -> int:
     test_x, test_y = data.test_pair()
     history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=test_x, test_y=test_y,
                     progress=interactive, on_epoch=None if interactive else progress_lines(args.epochs),
-                    kl_warmup=args.kl_warmup, device=device)
+                    kl_warmup=args.kl_warmup, device=device, amp=args.amp)
     seconds = time.perf_counter() - start
 
     print("evaluating on the test set …", file=sys.stderr, flush=True)

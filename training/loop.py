@@ -13,7 +13,7 @@ from training.warmup import kl_scale
 
 def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
           test_x=None, progress: bool = True, on_epoch=None, kl_warmup: int = 0, test_y=None,
-          device=None) -> list[dict]:
+          device=None, amp: bool = False) -> list[dict]:
     """Run ``epochs`` passes over ``data.train_values`` (fresh dequantization each batch) on
     ``device`` (default: where the data live; data kept on the host come through a DataLoader).
 
@@ -22,7 +22,8 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
     and the elapsed seconds.
     ``progress`` shows a bar; ``on_epoch(row)`` is called after each epoch. With ``kl_warmup`` > 0
     the KL terms of the training loss are scaled by β rising linearly from 0 to 1 over that many
-    epochs (recorded as ``kl_scale``); the test −ELBO is never scaled.
+    epochs (recorded as ``kl_scale``); the test −ELBO is never scaled. With ``amp`` the training
+    loss runs under bfloat16 autocast (no loss scaling needed); the test −ELBO stays float32.
     """
     params = list(model.parameters()) + list(guide.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -35,7 +36,8 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
         total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
         for i, (index, x, y) in enumerate(epoch_batches(data, batch_size, device)):
             beta = kl_scale(epoch, (i + 1) / steps, kl_warmup)
-            loss = loss_fn(x, y, kl_scale=beta, index=index)
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(x, y, kl_scale=beta, index=index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

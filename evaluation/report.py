@@ -155,6 +155,9 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
                 f"{m['levels']} levels per pixel{'' if vae else ', comparable with a VAE’s −log P(x)'})")
     else:
         dims = "k_x" if vae else "k_x + k_y"
-        note = (f"(−ELBO bounds {target}, a density on {dims} dims{'' if vae else ', not comparable with a VAE'}; "
-                f"bits/dim add the 1/{m['levels']} bin width of each counted dimension)")
+        bins = (f"bits/dim add the 1/{m['levels']:.6g} bin width of each counted dimension"
+                if config.get("normalization", {}).get("integer", True)
+                else "continuous pixels: bits/dim of the density in normalized units, no bins")
+        comparable = "" if vae else ", not comparable with a VAE"
+        note = f"(−ELBO bounds {target}, a density on {dims} dims{comparable}; {bins})"
     return "\n".join([head, *(f"  {name:<{width}}  {value}" for name, value in rows), note])

@@ -84,7 +84,9 @@ class ConvImage(nn.Module):
 class ConvXGivenYZ(nn.Module):
     """Logits of x from (y, z), as in srVAE: z mapped to ``channels`` maps at y's resolution and
     concatenated with y; residual blocks at the LR resolution; nearest upsampling ×s; concatenated
-    with y upsampled to x's size (bilinear); residual blocks; a 3×3 convolution to x's bands."""
+    with y upsampled to x's size (bilinear); residual blocks; a 3×3 convolution to x's bands, added
+    to the logit of the upsampled y, so that the mean of x starts at y upsampled and the networks
+    learn what x adds to it (x and y share their bands)."""
 
     def __init__(self, y_shape, latent_z: int, x_shape, scale: int, channels: int = 32, blocks: int = 1):
         super().__init__()
@@ -102,5 +104,5 @@ class ConvXGivenYZ(nn.Module):
         z_maps = self.from_z(z.expand(*batch, z.shape[-1])).reshape(-1, *self.lr_maps)
         h = self.low(torch.cat([z_maps, y4], dim=1))
         y_big = F.interpolate(y4, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        out = self.high(torch.cat([h, y_big], dim=1))
+        out = self.high(torch.cat([h, y_big], dim=1)) + torch.logit(y_big.clamp(1e-3, 1 - 1e-3))
         return out.reshape(*batch, *out.shape[-3:])

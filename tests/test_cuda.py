@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import build
+from conftest import CONFIG, build
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
 
@@ -21,3 +21,25 @@ def test_model_guide_and_both_elbos_run_on_cuda_and_agree(digits):
     pyro_mean, pyro_se = pyro_neg_elbo(srvae, guide, x, num_particles=100, repeats=20)
     ex_mean, ex_se = explicit_neg_elbo(srvae, guide, x, num_samples=100, repeats=20)["neg_elbo"]
     assert math.isfinite(pyro_mean) and abs(pyro_mean - ex_mean) < 4 * math.hypot(pyro_se, ex_se)
+
+
+def test_conv_training_steps_on_cuda_from_device_data_and_from_the_host_loader(tmp_path):
+    """Both batch sources on the GPU: data moved once, and data kept on the host (pinned, workers)."""
+    import numpy as np
+    from datafiles import write_folder
+
+    from data import load_dataset
+    from training.build import build_model_and_guide
+    from training.loop import train
+    from training.objectives import make_objective
+
+    write_folder(tmp_path, n=20, size=28, bands=3, suffix=".npy", dtype=np.float32)
+    host = load_dataset("folder", tmp_path)
+    for data in (host.to("cuda"), host.to("cuda", train=False)):
+        config = {**CONFIG, "arch": "conv", "channels": 8, "hidden": 32}
+        srvae, guide = build_model_and_guide(config, data.image_shape, "cuda")
+        x, y = data.test_pair()
+        history = train(srvae, guide, data, make_objective("pyro", srvae, guide), epochs=3, batch_size=4, lr=1e-3,
+                        test_x=x, test_y=y, progress=False, device="cuda")
+        assert x.is_cuda and y.is_cuda and all(math.isfinite(row["train_loss"]) for row in history)
+        assert history[-1]["test_loss"] < history[0]["test_loss"]

@@ -32,3 +32,21 @@ def upsample(y: torch.Tensor, scale: int = 2, mode: str = "bicubic") -> torch.Te
     kwargs = {"align_corners": False} if mode == "bicubic" else {}
     big = F.interpolate(images, scale_factor=scale, mode=mode, **kwargs).clamp(0, 1)
     return big.reshape(*y.shape[:-2], *big.shape[-2:])
+
+
+def row_norms(x_shape, scale: int = 2, mode: str = "area") -> torch.Tensor:
+    """√diag(AAᵀ) for the linear map A of d (without the clamp), shape (C, H/s, W/s).
+
+    d acts on each band alike and separably, A = A_H ⊗ A_W, so a row's squared norm is the
+    product of the 1-D factors' row norms: O(H²·W + W²·H) work instead of O((C·H·W)²). A factor
+    is read off d applied to one-line images (a row or a column of ones), as the filters' weights
+    sum to 1 along the other axis.
+    """
+    c, h, w = x_shape
+    options = {"mode": "area"} if mode == "area" else {"mode": "bicubic", "antialias": True, "align_corners": False}
+    lines = torch.eye(h)[:, None, :, None].expand(h, 1, h, w)  # image i: row i of ones
+    a_h = F.interpolate(lines, scale_factor=1 / scale, **options)[:, 0, :, 0]  # (H, H/s): A_H transposed
+    lines = torch.eye(w)[:, None, None, :].expand(w, 1, h, w)  # image j: column j of ones
+    a_w = F.interpolate(lines, scale_factor=1 / scale, **options)[:, 0, 0, :]
+    norms = a_h.pow(2).sum(0)[:, None] * a_w.pow(2).sum(0)[None, :]
+    return norms.sqrt().expand(c, h // scale, w // scale)

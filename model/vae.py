@@ -4,10 +4,9 @@ import math
 
 import pyro
 import pyro.distributions as dist
-import torch
 from torch import nn
 
-from data.downscale import downscale
+from data.downscale import downscale, row_norms
 from model.conditionals import IsotropicGaussianImage
 from model.networks import MLP, Architecture
 from model.srvae import data_plate, lr_shape
@@ -39,8 +38,7 @@ class VAE(nn.Module):
         self.p_z = prior
         self.p_x_given_z = PXGivenZ(latent, self.x_shape, arch, gamma_init=gamma_init, gamma_min=gamma_min,
                                     levels=levels)
-        basis = torch.eye(self.k_x).reshape(self.k_x, *self.x_shape)  # one image per pixel of x
-        self.register_buffer("d_row_norm", downscale(basis, scale, downscale_mode).pow(2).sum(0).sqrt())
+        self.register_buffer("d_row_norm", row_norms(self.x_shape, scale, downscale_mode))
 
     @property
     def k_x(self) -> int:

@@ -87,3 +87,18 @@ def test_fitted_posterior_explains_y_and_super_resolves_better(trained_vae, x):
     raw = super_resolve(vae, guide, y, num_samples=50)
     fitted = super_resolve(vae, guide, y, num_samples=50, proposals=200, fit_steps=150)
     assert ((fitted.mean(0) - x) ** 2).mean() < ((raw.mean(0) - x) ** 2).mean()
+
+
+@pytest.mark.parametrize(("shape", "scale", "mode"), [((1, 8, 8), 2, "area"), ((3, 12, 16), 4, "area"),
+                                                      ((1, 8, 8), 2, "bicubic"), ((2, 16, 12), 4, "bicubic")])
+def test_row_norms_of_d_match_applying_d_to_every_basis_image(shape, scale, mode):
+    """The separable O(H²W + W²H) computation equals the brute-force one over all k_x basis images
+    (d without its clamp: the law of d(x) is that of the linear map)."""
+    from torch.nn import functional as F
+
+    from data.downscale import row_norms
+
+    k = math.prod(shape)
+    options = {"mode": "area"} if mode == "area" else {"mode": "bicubic", "antialias": True, "align_corners": False}
+    brute = F.interpolate(torch.eye(k).reshape(k, *shape), scale_factor=1 / scale, **options).pow(2).sum(0).sqrt()
+    torch.testing.assert_close(row_norms(shape, scale, mode), brute, atol=1e-6, rtol=1e-6)

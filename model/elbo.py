@@ -65,7 +65,8 @@ def explicit_elbo(model, guide, x=None, y=None, num_samples=1, mixture_kl="tight
 def guide_and_model_traces(model, guide, x=None, y=None, num_samples=1, index=None):
     """Traces of ``num_samples`` draws of the guide per image (vectorized in a plate at dim −2),
     and of the model replayed on them: the joint samples (u, z) ~ q(u|y) q(z|x) of SPEC §4."""
-    with pyro.plate("samples", num_samples, dim=-2):
+    device = (x if x is not None else y).device
+    with pyro.plate("samples", num_samples, dim=-2, device=device):
         guide_trace = poutine.trace(guide).get_trace(x, y, index=index)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y, index=index)
     return guide_trace, model_trace

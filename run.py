@@ -19,7 +19,7 @@ from model import PRIORS
 from model.elbo import MIXTURE_KL
 from model.networks import ARCHITECTURES, default_architecture
 from training.build import MODELS
-from training.objectives import OBJECTIVES
+from training.objectives import JIT_GUIDES, OBJECTIVES
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -192,6 +192,9 @@ def check(args) -> None:
     for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup", "refine_steps"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}")
+    if args.objective == "pyro-jit" and (args.guide not in JIT_GUIDES or args.kl_warmup):
+        raise UsageError(f"--objective pyro-jit compiles the ELBO once: it takes --guide {' or '.join(JIT_GUIDES)} "
+                         "and no --kl-warmup; use --objective pyro")
     if args.crop is not None and args.dataset != "folder":
         raise UsageError(f"--crop works with --dataset folder only (the {args.dataset} images are used whole)")
     if args.download and args.dataset in ("digits", "folder"):

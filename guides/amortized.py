@@ -23,6 +23,10 @@ class ImageEncoder(nn.Module):
     def forward(self, image):
         return self.gaussian(self.features(image))
 
+    def loc_scale(self, image):
+        """μ and σ without a distribution object (the plain-PyTorch baseline of ``bench``)."""
+        return self.gaussian.loc_scale(self.features(image))
+
 
 class QUGivenY(ImageEncoder):
     """q(u | y) = N(μ(y), diag σ²(y)): the encoder of the LR image."""
@@ -56,7 +60,6 @@ class AmortizedGuide(DownscalingGuide):
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``SRVAE.model``. y is a ``Delta`` site at d(x) (log-density 0)
         unless the model observes it (paired data); z is inferred only when x is seen."""
-        pyro.module("guide", self)
         with data_plate(x, y, num_images):
             if y is None:
                 y = pyro.sample("y", dist.Delta(self.d(x), event_dim=3))

@@ -41,7 +41,6 @@ class LocalGuide(DownscalingGuide):
 
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as the model's; ``index`` defaults to the first rows (0 … N − 1)."""
-        pyro.module("local_guide", self)
         n = batch_size(x, y, num_images)
         if index is None:
             index = torch.arange(n, device=self.u_loc.device)

@@ -43,7 +43,6 @@ class SemiAmortizedGuide(AmortizedGuide):
 
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as the model's."""
-        pyro.module("guide", self)
         y_seen = self.d(x) if y is None else y
         q_u = self.q_u_given_y(y_seen).base_dist
         params = {"u_loc": q_u.loc, "u_log_scale": q_u.scale.log()}

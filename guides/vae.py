@@ -22,7 +22,6 @@ class AmortizedVAEGuide(DownscalingGuide):
 
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``VAE.model``."""
-        pyro.module("vae_guide", self)
         with data_plate(x, y, num_images):
             seen = x if x is not None else upsample(y, self.scale, "bicubic")
             pyro.sample("z", self.q_z_given_x(seen))

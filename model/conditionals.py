@@ -78,3 +78,7 @@ class PZGivenYU(nn.Module):
 
     def forward(self, y, u):
         return self.gaussian(features(self.y_features(y), u))
+
+    def loc_scale(self, y, u):
+        """μ and σ without a distribution object (the plain-PyTorch baseline of ``bench``)."""
+        return self.gaussian.loc_scale(features(self.y_features(y), u))

@@ -28,7 +28,10 @@ def features(*tensors: torch.Tensor) -> torch.Tensor:
     Under vectorized particles ``u`` has shape (S, N, L) while an observed ``y`` has (N, k_y):
     both are expanded to (S, N, ·) before concatenation.
     """
-    batch = torch.broadcast_shapes(*(t.shape[:-1] for t in tensors))
+    leading = {t.shape[:-1] for t in tensors}
+    if len(leading) == 1:  # the common case of a training step: nothing to broadcast
+        return torch.cat(tensors, dim=-1)
+    batch = torch.broadcast_shapes(*leading)
     return torch.cat([t.expand(batch + t.shape[-1:]) for t in tensors], dim=-1)
 
 
@@ -40,9 +43,12 @@ class DiagonalGaussian(nn.Module):
         self.net = mlp(in_features, 2 * latent_dim, hidden, depth)
         self.min_scale = min_scale
 
-    def forward(self, h: torch.Tensor) -> dist.Independent:
+    def loc_scale(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw_scale = self.net(h).chunk(2, dim=-1)
-        return dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+        return loc, F.softplus(raw_scale) + self.min_scale
+
+    def forward(self, h: torch.Tensor) -> dist.Independent:
+        return dist.Normal(*self.loc_scale(h)).to_event(1)
 
 
 class YZMLP(nn.Sequential):

@@ -56,7 +56,6 @@ class SRVAE(nn.Module):
         ``num_images`` images: u → y → z → x. Returns x. ``index`` (the images' positions in
         their data set) is for per-datapoint guides; the model does not need it.
         """
-        pyro.module("srvae", self)
         with data_plate(x, y, num_images, self.p_x_given_yz.gamma_min.device):
             u = pyro.sample("u", self.p_u())  # the prior p(u): edit this line to swap it
             y = pyro.sample("y", self.p_y_given_u(u), obs=y)

@@ -55,7 +55,6 @@ class VAE(nn.Module):
 
     def model(self, x=None, y=None, num_images=None, index=None):
         """Sample z then x inside ``pyro.plate("data")``; with y given, y is observed through p(y | z)."""
-        pyro.module("vae", self)
         with data_plate(x, y, num_images, self.d_row_norm.device):
             z = pyro.sample("z", self.p_z())  # the prior p(z): edit this line to swap it
             if y is not None:

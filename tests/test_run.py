@@ -115,7 +115,7 @@ BAD = {
     "unknown dataset": (["--dataset", "nope"], "argument --dataset: invalid choice: 'nope' (choose from 'digits', "
                                            "'mnist', 'fashion-mnist', 'cifar10', 'folder')"),
     "unknown objective": (["--objective", "nope"],
-                          "argument --objective: invalid choice: 'nope' (choose from 'pyro', 'explicit')"),
+                          "argument --objective: invalid choice: 'nope' (choose from 'pyro', 'explicit', 'pyro-jit')"),
     "zero epochs": (["--epochs", "0"], "argument --epochs: must be positive and finite, got 0"),
     "negative batch size": (["--batch-size", "-5"], "argument --batch-size: must be positive and finite, got -5"),
     "non-numeric batch size": (["--batch-size", "many"], "argument --batch-size: expected an integer, got 'many'"),

@@ -1,0 +1,185 @@
+"""The performance benchmark of issue 6 (not a test): ``python -m bench [--quick] [--out FILE]``.
+
+Everything is measured side by side in this one process, on the same model, data and batch:
+each figure is the median of repeated timed runs after warm-up, the methods interleaved so that
+drift of the machine hits them alike. It prints a table and writes it as JSON.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import torch
+
+from bench.plain import plain_neg_elbo
+from training.build import build_model_and_guide
+from training.objectives import make_objective
+
+CONFIG = {"guide": "amortized", "prior": "normal", "components": 10, "latent_u": 4, "latent_z": 8, "hidden": 256,
+          "depth": 2, "scale": 2, "downscale": "area", "gamma_init": 0.1, "gamma_min": 1e-3, "channels": 32,
+          "blocks": 1}
+SETUPS = {"mlp / digits 8×8": ("mlp", (1, 8, 8)), "conv / 28×28": ("conv", (1, 28, 28))}
+DEFAULT_BATCH = 64
+
+
+def models(arch, shape, device):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    return build_model_and_guide({**CONFIG, "arch": arch}, shape, device)
+
+
+def step_times(arch, shape, batch, device, repeats, steps) -> dict:
+    """Median seconds per training step (loss, backward, Adam) of each objective on one batch."""
+    model, guide = models(arch, shape, device)
+    optimizer = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=1e-3)
+    x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
+    pyro_loss, jit_loss = make_objective("pyro", model, guide), make_objective("pyro-jit", model, guide)
+    losses = {"Trace_ELBO": lambda: pyro_loss(x), "JitTrace_ELBO": lambda: jit_loss(x),
+              "plain PyTorch": lambda: plain_neg_elbo(model, guide, x)}
+    times = {name: [] for name in losses}
+    for _ in range(repeats):
+        for name, loss in losses.items():
+            for i in range(steps + 2):  # two warm-up steps, then ``steps`` timed ones
+                if i == 2:
+                    synchronize(device)
+                    start = time.perf_counter()
+                value = loss()
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+            synchronize(device)
+            times[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def iw_evaluation(device, samples=1000) -> dict:
+    """The K-sample importance-weighted log-likelihood of the digits test set: vectorized over the
+    samples (chunked) against a loop over them, both giving the same estimator."""
+    from data import load_dataset
+    from evaluation.loglik import importance_weighted_log_likelihood, log_weights
+
+    model, guide = models("mlp", (1, 8, 8), device)
+    x = load_dataset("digits").to(device).test_images()
+    with torch.no_grad():
+        importance_weighted_log_likelihood(model, guide, x[:16], num_samples=samples)  # warm-up
+        synchronize(device)
+        start = time.perf_counter()
+        importance_weighted_log_likelihood(model, guide, x, num_samples=samples)
+        synchronize(device)
+        vectorized = time.perf_counter() - start
+        start = time.perf_counter()
+        loop = torch.stack([log_weights(model, guide, x, num_samples=1)[0] for _ in range(samples)])
+        torch.logsumexp(loop, 0) - math.log(samples)
+        synchronize(device)
+        looped = time.perf_counter() - start
+    return {"images": len(x), "samples": samples, "vectorized_seconds": vectorized, "loop_seconds": looped,
+            "images_per_second": len(x) / vectorized, "speedup": looped / vectorized,
+            "peak_memory_mb": iw_peak_memory(device, samples)}
+
+
+def iw_peak_memory(device, samples) -> float:
+    """Extra peak memory of one K-sample evaluation, measured in a fresh process (MB)."""
+    code = ("import resource, torch, pyro, json\n"
+            "from bench.__main__ import models\n"
+            "from data import load_dataset\n"
+            "from evaluation.loglik import importance_weighted_log_likelihood\n"
+            f"model, guide = models('mlp', (1, 8, 8), {device!r})\n"
+            f"x = load_dataset('digits').to({device!r}).test_images()\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "if x.is_cuda: torch.cuda.reset_peak_memory_stats()\n"
+            "with torch.no_grad():\n"
+            f"    importance_weighted_log_likelihood(model, guide, x, num_samples={samples})\n"
+            "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "print(torch.cuda.max_memory_allocated() / 2**20 if x.is_cuda else (after - before) / 1024)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def epoch_scaling(device, factors=(1, 2, 4), repeats=3) -> dict:
+    """Seconds per training epoch on the digits repeated 1×, 2×, 4×: linear growth means the
+    ratios to 1× are 2 and 4."""
+    from data import load_dataset
+    from training.loop import train
+
+    base = load_dataset("digits")
+    seconds = {}
+    for factor in factors:
+        data = base.to(device)
+        data.train_values = base.train_values.repeat(factor, 1, 1, 1).to(device)
+        model, guide = models("mlp", (1, 8, 8), device)
+        loss = make_objective("pyro", model, guide)
+        runs = []
+        for _ in range(repeats):
+            history = train(model, guide, data, loss, epochs=1, batch_size=DEFAULT_BATCH, lr=1e-3, progress=False,
+                            device=device)
+            runs.append(history[-1]["seconds"])
+        seconds[factor] = statistics.median(runs)
+    return {f"{f}x": {"images": f * len(base.train_values), "seconds": s, "ratio_to_1x": s / seconds[factors[0]]}
+            for f, s in seconds.items()}
+
+
+def environment(device) -> dict:
+    import pyro as pyro_module
+
+    return {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+            "device_kind": device, "torch": torch.__version__, "pyro": pyro_module.__version__,
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "python": platform.python_version()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"),
+                        help="where to measure [cuda when available]")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a rough table in about a minute)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="JSON file [%(default)s]")
+    args = parser.parse_args(argv)
+    pyro.enable_validation(False)
+    repeats = 3 if args.quick else 7
+    report = {"environment": environment(args.device), "steps": []}
+    env = report["environment"]
+    print(f"device {env['device']} ({args.device}), torch {env['torch']}, pyro {env['pyro']}, "
+          f"{env['threads']} threads", flush=True)
+    print(f"\n{'configuration':<18} {'batch':>5}  {'Trace_ELBO':>10} {'Jit':>8} {'plain':>8}  "
+          f"{'Trace/plain':>11} {'Jit/plain':>9}  {'images/s (Trace)':>16}")
+    for setup, (arch, shape) in SETUPS.items():
+        for batch in (32, DEFAULT_BATCH, 128, 512):
+            steps = max(2, (30 if arch == "mlp" else 3) * (64 // batch if batch < 64 else 1))
+            t = step_times(arch, shape, batch, args.device, repeats, steps)
+            row = {"configuration": setup, "batch": batch, **{f"{k}_ms": v * 1e3 for k, v in t.items()},
+                   "trace_over_plain": t["Trace_ELBO"] / t["plain PyTorch"],
+                   "jit_over_plain": t["JitTrace_ELBO"] / t["plain PyTorch"],
+                   "images_per_second": {k: batch / v for k, v in t.items()}}
+            report["steps"].append(row)
+            print(f"{setup:<18} {batch:>5}  {t['Trace_ELBO'] * 1e3:>8.2f}ms {t['JitTrace_ELBO'] * 1e3:>6.2f}ms "
+                  f"{t['plain PyTorch'] * 1e3:>6.2f}ms  {row['trace_over_plain']:>11.3f} {row['jit_over_plain']:>9.3f}"
+                  f"  {batch / t['Trace_ELBO']:>16.0f}", flush=True)
+    iw = report["importance_weighted"] = iw_evaluation(args.device)
+    print(f"\nIW log p(x, y), K = {iw['samples']}, {iw['images']} digits test images: vectorized "
+          f"{iw['vectorized_seconds']:.2f} s ({iw['images_per_second']:.0f} images/s), loop over samples "
+          f"{iw['loop_seconds']:.2f} s: {iw['speedup']:.1f}× faster; peak memory +{iw['peak_memory_mb']:.0f} MB")
+    scaling = report["epoch_scaling"] = epoch_scaling(args.device, repeats=2 if args.quick else 3)
+    print("epoch time against data size: " + ", ".join(f"{k} ({v['images']} images) {v['seconds']:.2f} s = "
+                                                       f"{v['ratio_to_1x']:.2f}× the 1×" for k, v in scaling.items()))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

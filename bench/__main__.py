@@ -91,22 +91,32 @@ def iw_evaluation(device, samples=1000) -> dict:
 
 
 def iw_peak_memory(device, samples) -> float:
-    """Extra peak memory of one K-sample evaluation, measured in a fresh process (MB)."""
-    code = ("import resource, torch, pyro, json\n"
-            "from bench.__main__ import models\n"
+    """Extra peak memory of one K-sample evaluation (MB): CUDA's peak allocation, or on the CPU the
+    growth of the resident set's high-water mark (VmHWM, reset through /proc/self/clear_refs, since
+    a child's ru_maxrss starts from its parent's) in a fresh process."""
+    code = ("import torch\n"
+            "from bench.__main__ import models, resident_mb\n"
             "from data import load_dataset\n"
             "from evaluation.loglik import importance_weighted_log_likelihood\n"
             f"model, guide = models('mlp', (1, 8, 8), {device!r})\n"
             f"x = load_dataset('digits').to({device!r}).test_images()\n"
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "open('/proc/self/clear_refs', 'w').write('5')\n"
+            "before = resident_mb('VmRSS')\n"
             "if x.is_cuda: torch.cuda.reset_peak_memory_stats()\n"
             "with torch.no_grad():\n"
             f"    importance_weighted_log_likelihood(model, guide, x, num_samples={samples})\n"
-            "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "print(torch.cuda.max_memory_allocated() / 2**20 if x.is_cuda else (after - before) / 1024)\n")
+            "print(torch.cuda.max_memory_allocated() / 2**20 if x.is_cuda else resident_mb('VmHWM') - before)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent.parent, check=True)
     return float(result.stdout.strip().splitlines()[-1])
+
+
+def resident_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
 
 
 def epoch_scaling(device, factors=(1, 2, 4), repeats=3) -> dict:

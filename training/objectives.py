@@ -20,11 +20,9 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
     """The loss function of objective ``name`` for this model and guide module."""
     if name == "pyro":
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
-        models_y = model.k_y > 0  # the SRVAE; the VAE baseline models x alone
 
         def loss(x, y=None, kl_scale=1.0, index=None):
-            if y is None and models_y:  # observe y = d(x): the guide's δ(y − d(x)) adds log 1 = 0 (SPEC §3),
-                y = guide.d(x)  # and one sample site fewer is less of Pyro's per-site work (issue 6)
+            y = observed_y(model, guide, x, y)
             if kl_scale == 1.0:
                 return elbo.differentiable_loss(model.model, guide.guide, x, y, index=index)
             scaled = ScaleSites(kl_scale)
@@ -33,14 +31,11 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
         elbo = JitTrace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1,
                              ignore_jit_warnings=True)
         model_fn, guide_fn = registered(model.model, model), registered(guide.guide, guide)  # parameters as inputs
-        models_y = model.k_y > 0
 
         def loss(x, y=None, kl_scale=1.0, index=None):
             if kl_scale != 1.0:
                 raise ValueError("the pyro-jit objective is compiled without KL scaling: use pyro for a warm-up")
-            if y is None and models_y:
-                y = guide.d(x)
-            return elbo.differentiable_loss(model_fn, guide_fn, x, y)
+            return elbo.differentiable_loss(model_fn, guide_fn, x, observed_y(model, guide, x, y))
     elif name == "explicit":
 
         def loss(x, y=None, kl_scale=1.0, index=None):
@@ -49,3 +44,12 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
     else:
         raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
     return loss
+
+
+def observed_y(model, guide, x, y):
+    """y for the model to observe: the given LR images, else d(x) for a model of y (the SRVAE; the
+    VAE models x alone). Observing y = d(x) is the ELBO of sampling the guide's δ(y − d(x)) site,
+    which adds log 1 = 0 (SPEC §3), with one sample site fewer of Pyro's per-site work (issue 6)."""
+    if y is None and model.k_y > 0:
+        return guide.d(x)
+    return y

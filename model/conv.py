@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.activation import ELU
+
 
 def on_images(net, images: torch.Tensor) -> torch.Tensor:
     """Apply a 4-D network to images with any leading batch dims."""
@@ -31,8 +33,8 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(nn.ELU(), nn.Conv2d(channels, channels, 3, padding=1),
-                                  nn.ELU(), nn.Conv2d(channels, channels, 3, padding=1))
+        self.body = nn.Sequential(ELU(), nn.Conv2d(channels, channels, 3, padding=1),
+                                  ELU(), nn.Conv2d(channels, channels, 3, padding=1))
 
     def forward(self, h):
         return h + self.body(h)
@@ -53,7 +55,7 @@ class ConvFeatures(nn.Module):
         for _ in range(halvings(h, w)):
             layers += [nn.Conv2d(channels, channels, 4, stride=2, padding=1), *stage(channels, blocks)]
             h, w = h // 2, w // 2
-        self.net = nn.Sequential(*layers, nn.ELU())
+        self.net = nn.Sequential(*layers, ELU())
         self.out_features = channels * h * w
 
     def forward(self, images):
@@ -75,7 +77,7 @@ class ConvImage(nn.Module):
         for _ in range(steps):
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, padding=1),
                        *stage(channels, blocks)]
-        self.net = nn.Sequential(*layers, nn.ELU(), nn.Conv2d(channels, c, 3, padding=1))
+        self.net = nn.Sequential(*layers, ELU(), nn.Conv2d(channels, c, 3, padding=1))
 
     def forward(self, h):
         return on_images(self.net, self.linear(h).unflatten(-1, self.start))
@@ -96,7 +98,7 @@ class ConvXGivenYZ(nn.Module):
         self.low = nn.Sequential(nn.Conv2d(channels + y_shape[0], channels, 3, padding=1), *stage(channels, blocks),
                                  nn.Upsample(scale_factor=scale, mode="nearest"))
         self.high = nn.Sequential(nn.Conv2d(channels + y_shape[0], channels, 3, padding=1), *stage(channels, blocks),
-                                  nn.ELU(), nn.Conv2d(channels, x_shape[0], 3, padding=1))
+                                  ELU(), nn.Conv2d(channels, x_shape[0], 3, padding=1))
 
     def forward(self, y, z):
         batch = torch.broadcast_shapes(y.shape[:-3], z.shape[:-1])

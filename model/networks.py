@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.activation import ELU
 from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ
 
 
@@ -16,7 +17,7 @@ def mlp(in_features: int, out_features: int, hidden: int = 256, depth: int = 2) 
     """``depth`` hidden layers of width ``hidden`` with ELU, then a linear output layer."""
     layers, width = [], in_features
     for _ in range(depth):
-        layers += [nn.Linear(width, hidden), nn.ELU()]
+        layers += [nn.Linear(width, hidden), ELU()]
         width = hidden
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)

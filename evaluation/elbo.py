@@ -24,11 +24,13 @@ def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=512, index=None):
+def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=64, index=None):
     """−ELBO per image by Pyro's ``Trace_ELBO`` with vectorized particles: (mean, standard error).
 
     Each of the ``repeats`` independent estimates averages ``num_particles`` particles over the
-    whole set; the standard error is that of their mean.
+    whole set; the standard error is that of their mean. ``chunk`` images at a time: 64 × 64
+    particles per pass ran 1.6× faster on the CPU than 512 × 64, whose activations overflow the
+    caches (issue 6).
     """
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
     values = torch.tensor([sum(elbo.loss(model.model, guide.guide, xc, yc, index=positions)
@@ -38,7 +40,7 @@ def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=5
 
 
 @torch.no_grad()
-def explicit_neg_elbo(model, guide, x, y=None, num_samples=64, repeats=10, chunk=512, mixture_kl="tight",
+def explicit_neg_elbo(model, guide, x, y=None, num_samples=64, repeats=10, chunk=64, mixture_kl="tight",
                       index=None):
     """The explicit −ELBO per image and each term, as means with standard errors over repeats."""
     rows = []

@@ -31,13 +31,15 @@ def log_weights(model, guide, x, y=None, num_samples=1, index=None) -> torch.Ten
 
 
 @torch.no_grad()
-def importance_weighted_log_likelihood(model, guide, x, y=None, num_samples=1000, sample_chunk=250,
+def importance_weighted_log_likelihood(model, guide, x, y=None, num_samples=1000, sample_chunk=50,
                                        image_chunk=256) -> torch.Tensor:
     """log p(x, y) ≥ log (1/K) Σₖ wₖ per image, K = ``num_samples``: shape (N,).
 
     The log-sum-exp runs over the K draws of each image, never over a batch. Draws are made
     ``sample_chunk`` at a time and images ``image_chunk`` at a time, so peak memory depends on
-    the chunk sizes, not on K or on the number of images.
+    the chunk sizes, not on K or on the number of images. 50 × 256 draws per pass keep the
+    activations small enough for the CPU's caches: K = 1000 on the digits test set took 2.97 s
+    this way against 6.32 s with 250 × 256 (issue 6).
     """
     if num_samples < 1:
         raise ValueError(f"the number of importance samples must be positive, got {num_samples}")

@@ -171,3 +171,14 @@ def test_the_host_loader_yields_every_pair_once_per_epoch(tmp_path, workers):
         assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
         seen += index.tolist()
     assert sorted(seen) == list(range(len(data.train_values)))
+
+
+def test_device_names_that_mean_the_same_device_are_the_same():
+    """Data moved with .to("cuda") sit on "cuda:0": the loop must not send them through the host
+    DataLoader when run.py asks for "cuda"."""
+    from training.batches import same_device
+
+    assert same_device(torch.device("cpu"), torch.device("cpu"))
+    assert not same_device(torch.device("cpu"), torch.device("cuda:0"))
+    if torch.cuda.is_available():
+        assert same_device(torch.device("cuda:0"), torch.device("cuda"))

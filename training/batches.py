@@ -43,9 +43,17 @@ def collate(batch):
     return batch
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one: "cuda" names the current GPU, which tensors call "cuda:0"."""
+    if a.type != b.type:
+        return False
+    current = torch.cuda.current_device() if a.type == "cuda" else None
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+
+
 def epoch_batches(data, batch_size: int, device, workers: int = 2):
     """The batches of one epoch on ``device``: from the data's own tensors when they live there,
     else through ``host_batches``."""
-    if data.train_values.device == torch.device(device):
+    if same_device(data.train_values.device, torch.device(device)):
         return on_device_batches(data, batch_size)
     return host_batches(data, batch_size, device, workers)

@@ -60,6 +60,38 @@ def step_times(arch, shape, batch, device, repeats, steps) -> dict:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def pyro_floor(device, batch=DEFAULT_BATCH, steps=300) -> dict:
+    """Seconds per Trace_ELBO step (loss and backward) of a model with the SRVAE's sites and plate,
+    u → y → z → x with x and y observed, but no networks: what Pyro's machinery alone costs."""
+    import pyro.distributions as dist
+    from pyro.infer import Trace_ELBO
+
+    loc = torch.zeros(batch, 4, device=device, requires_grad=True)
+    x, y = torch.rand(batch, 1, 8, 8, device=device), torch.rand(batch, 1, 4, 4, device=device)
+
+    def model(x, y):
+        with pyro.plate("data", batch, dim=-1, device=device):
+            u = pyro.sample("u", dist.Normal(torch.zeros(batch, 4, device=device), 1.0).to_event(1))
+            pyro.sample("y", dist.Normal(u.mean(-1)[:, None, None, None].expand(y.shape), 0.1).to_event(3), obs=y)
+            z = pyro.sample("z", dist.Normal(u.repeat(1, 2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z.mean(-1)[:, None, None, None].expand(x.shape), 0.1).to_event(3), obs=x)
+
+    def guide(x, y):
+        with pyro.plate("data", batch, dim=-1, device=device):
+            pyro.sample("u", dist.Normal(loc, 1.0).to_event(1))
+            pyro.sample("z", dist.Normal(loc.repeat(1, 2), 1.0).to_event(1))
+
+    elbo = Trace_ELBO(max_plate_nesting=1)
+    for _ in range(20):
+        elbo.differentiable_loss(model, guide, x, y).backward()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        elbo.differentiable_loss(model, guide, x, y).backward()
+    synchronize(device)
+    return {"batch": batch, "step_ms": (time.perf_counter() - start) / steps * 1e3}
+
+
 def synchronize(device):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -186,6 +218,9 @@ def main(argv=None) -> int:
             print(f"{setup:<18} {batch:>5}  {t['Trace_ELBO'] * 1e3:>8.2f}ms {t['JitTrace_ELBO'] * 1e3:>6.2f}ms "
                   f"{t['plain PyTorch'] * 1e3:>6.2f}ms  {row['trace_over_plain']:>11.3f} {row['jit_over_plain']:>9.3f}"
                   f"  {batch / t['Trace_ELBO']:>16.0f}", flush=True)
+    floor = report["pyro_floor"] = pyro_floor(args.device)
+    print(f"\nPyro's machinery alone (the same sites and plate, no networks), batch {floor['batch']}: "
+          f"{floor['step_ms']:.2f} ms per Trace_ELBO step")
     iw = report["importance_weighted"] = iw_evaluation(args.device)
     print(f"\nIW log p(x, y), K = {iw['samples']}, {iw['images']} digits test images: vectorized "
           f"{iw['vectorized_seconds']:.2f} s ({iw['images_per_second']:.0f} images/s), loop over samples "

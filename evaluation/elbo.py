@@ -7,6 +7,15 @@ from pyro.infer import Trace_ELBO
 
 from model.elbo import explicit_elbo
 
+PIXELS_PER_PASS = 2**20  # image pixels × draws per forward pass: sized for the CPU's caches (issue 6)
+
+
+def per_pass(limit: int, draws: int, pixels: int, budget: int = PIXELS_PER_PASS) -> int:
+    """How many images (or draws) one pass takes: at most ``limit``, and at most what keeps
+    draws × pixels under ``budget`` (at least 1). For the 8×8 digits the limit decides; for
+    larger images the budget does, so conv activations stay small."""
+    return max(1, min(limit, budget // (draws * pixels)))
+
 
 def chunks(x, y, size, index=None):
     """(x, y, index) in chunks of ``size`` images; ``index`` gives the images' positions in their
@@ -28,13 +37,14 @@ def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=6
     """−ELBO per image by Pyro's ``Trace_ELBO`` with vectorized particles: (mean, standard error).
 
     Each of the ``repeats`` independent estimates averages ``num_particles`` particles over the
-    whole set; the standard error is that of their mean. ``chunk`` images at a time: 64 × 64
-    particles per pass ran 1.6× faster on the CPU than 512 × 64, whose activations overflow the
-    caches (issue 6).
+    whole set; the standard error is that of their mean. At most ``chunk`` images at a time
+    (``per_pass``): 64 × 64 particles per pass ran 1.6× faster on the CPU than 512 × 64, whose
+    activations overflow the caches (issue 6).
     """
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
+    size = per_pass(chunk, num_particles, x[0].numel())
     values = torch.tensor([sum(elbo.loss(model.model, guide.guide, xc, yc, index=positions)
-                               for xc, yc, positions in chunks(x, y, chunk, index)) for _ in range(repeats)],
+                               for xc, yc, positions in chunks(x, y, size, index)) for _ in range(repeats)],
                           dtype=torch.float64)
     return mean_and_se(values / len(x))
 
@@ -43,10 +53,10 @@ def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=6
 def explicit_neg_elbo(model, guide, x, y=None, num_samples=64, repeats=10, chunk=64, mixture_kl="tight",
                       index=None):
     """The explicit −ELBO per image and each term, as means with standard errors over repeats."""
-    rows = []
+    rows, size = [], per_pass(chunk, num_samples, x[0].numel())
     for _ in range(repeats):
         sums = torch.zeros(5, dtype=torch.float64)
-        for xc, yc, positions in chunks(x, y, chunk, index):
+        for xc, yc, positions in chunks(x, y, size, index):
             t = explicit_elbo(model, guide.guide, xc, yc, num_samples, mixture_kl, positions)
             terms = [-t.elbo, t.rec_x, t.rec_y, t.kl_u, t.kl_z]
             sums += torch.stack([term.sum() for term in terms]).double().cpu()

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from data.downscale import upsample
-from evaluation.elbo import chunks
+from evaluation.elbo import PIXELS_PER_PASS, chunks, per_pass
 from evaluation.loglik import log_density
 from guides.fitting import fit_guide_parameters
 from model.elbo import guide_and_model_traces
@@ -120,7 +120,8 @@ def evaluate_superres(model, guide, x: torch.Tensor, y: torch.Tensor, scale: int
     per_image = {name: [] for name in ("sr_psnr", "sr_ssim", "bicubic_psnr", "bicubic_ssim", "nearest_psnr",
                                        "nearest_ssim", "sr_std")}
     coverage = {level: [] for level in RELIABILITY_LEVELS}
-    for xc, yc, _ in chunks(x, y, image_chunk):
+    size = per_pass(image_chunk, num_samples, x[0].numel(), budget=4 * PIXELS_PER_PASS)  # the draws are kept
+    for xc, yc, _ in chunks(x, y, size):
         samples = super_resolve(model, guide, yc, num_samples, proposals, fit_steps)
         for name, images in (("sr", samples.mean(0)), ("bicubic", upsample(yc, scale, "bicubic")),
                              ("nearest", upsample(yc, scale, "nearest"))):

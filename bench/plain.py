@@ -22,7 +22,7 @@ def plain_neg_elbo(model, guide, x: torch.Tensor) -> torch.Tensor:
     p_y, p_x = model.p_y_given_u, model.p_x_given_yz
     rec_y = p_y.log_likelihood(y, p_y.mean(u))
     rec_x = p_x.log_likelihood(x, p_x.mean(y, z))
-    kl_u = 0.5 * (u_scale.pow(2) + u_loc.pow(2) - 1 - 2 * u_scale.log()).sum(-1)  # KL(q(u|y) ‖ N(0, I))
+    kl_u = gaussian_kl(u_loc, u_scale, 0.0, 1.0)  # KL(q(u|y) ‖ N(0, I))
     kl_z = gaussian_kl(z_loc, z_scale, *model.p_z_given_yu.loc_scale(y, u))
     return -(rec_x + rec_y - kl_u - kl_z).sum()
 

@@ -3,9 +3,9 @@
 torch's own ``elu`` goes through a scalar ``expm1`` on this CPU build: 6–10 ns per negative
 element against 0.4–1.4 ns for ``exp``. The same function from vectorized exp and where made the
 K = 1000 importance-weighted evaluation of the digits test set 1.4× faster for an untrained
-model (6.8 → 4.8 s, half its inputs negative) and 7 % faster for the trained default model
-(6.1 → 5.7 s). exp(h) − 1 differs from expm1(h) by at most 6e-8 absolute; the default run's
-metrics move by about 1e-6.
+model (6.8 → 4.8 s in one process, half its inputs negative); for the trained default model two
+separate runs took 6.1 and 5.7 s, within the machine's drift. exp(h) − 1 differs from expm1(h)
+by at most 6e-8 absolute; the default run's metrics move by about 1e-6.
 """
 
 import torch

@@ -161,12 +161,12 @@ def test_bad_folders_are_one_line_errors_naming_the_file(tmp_path, case):
 def test_the_host_loader_yields_every_pair_once_per_epoch(tmp_path, workers):
     """The DataLoader path (data kept in host memory, e.g. a large set on a GPU machine) gives the
     same (index, x, y) triples as indexing the data directly."""
-    from training.batches import host_batches
+    from training.batches import epoch_order, host_batches
 
     write_folder(tmp_path, n=12, suffix=".npy", dtype=np.float32)
     data = load_dataset("folder", tmp_path)
     seen = []
-    for index, x, y in host_batches(data, 3, "cpu", workers=workers):
+    for index, x, y in host_batches(data, epoch_order(data, 3), "cpu", workers=workers):
         expected_x, expected_y = data.train_pair(index)
         assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
         seen += index.tolist()

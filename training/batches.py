@@ -1,8 +1,10 @@
 """Minibatches of one epoch (issue 5, the GPU): from data already on the device, or through a
-``DataLoader`` with pinned memory and workers for data kept in host memory."""
+``DataLoader`` with pinned memory and workers for data kept in host memory. The epoch's order is
+drawn by the caller (``epoch_order``), so that a checkpoint can hold it and a resumed run can take
+up the epoch at the batch where it stopped (issue 7)."""
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 
 class RawRows:
@@ -20,18 +22,22 @@ class RawRows:
         return self.values[index], None if self.lr is None else self.lr[index], index
 
 
-def on_device_batches(data, batch_size: int):
-    """(index, x, y) per batch for data living on the device: a random order drawn there, no host copy."""
-    for index in torch.randperm(len(data.train_values), device=data.train_values.device).split(batch_size):
+def epoch_order(data, batch_size: int) -> list[torch.Tensor]:
+    """A random order of the training images, drawn where they live, as one index tensor per batch."""
+    return list(torch.randperm(len(data.train_values), device=data.train_values.device).split(batch_size))
+
+
+def on_device_batches(data, batches):
+    """(index, x, y) per batch for data living on the device: no host copy."""
+    for index in batches:
         yield index, *data.train_pair(index)
 
 
-def host_batches(data, batch_size: int, device, workers: int = 2):
+def host_batches(data, batches, device, workers: int = 2):
     """(index, x, y) per batch for data in host memory: rows gathered by ``workers`` processes into
     pinned memory, copied to ``device`` without blocking, then dequantized there."""
     rows = RawRows(data)
-    sampler = BatchSampler(RandomSampler(range(len(rows))), batch_size, drop_last=False)
-    loader = DataLoader(rows, sampler=sampler, batch_size=None, num_workers=workers,
+    loader = DataLoader(rows, sampler=[index.tolist() for index in batches], batch_size=None, num_workers=workers,
                         pin_memory=torch.device(device).type == "cuda", collate_fn=collate)
     for values, lr, index in loader:
         move = {"device": device, "non_blocking": True}
@@ -51,9 +57,9 @@ def same_device(a: torch.device, b: torch.device) -> bool:
     return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
 
 
-def epoch_batches(data, batch_size: int, device, workers: int = 2):
-    """The batches of one epoch on ``device``: from the data's own tensors when they live there,
-    else through ``host_batches``."""
+def epoch_batches(data, batches, device, workers: int = 2):
+    """(index, x, y) on ``device`` for each index tensor of ``batches`` (from ``epoch_order``): from
+    the data's own tensors when they live there, else through ``host_batches``."""
     if same_device(data.train_values.device, torch.device(device)):
-        return on_device_batches(data, batch_size)
-    return host_batches(data, batch_size, device, workers)
+        return on_device_batches(data, batches)
+    return host_batches(data, batches, device, workers)

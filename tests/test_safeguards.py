@@ -1,0 +1,61 @@
+"""Issue 7, numerical faults: a non-finite step never reaches the parameters; gradient clipping."""
+
+import itertools
+
+import pyro
+import pytest
+import torch
+from conftest import build
+
+from training.checkpoint import RunCheckpoints, load_checkpoint
+from training.loop import gradient_norm, train
+from training.objectives import make_objective
+
+
+def poisoned(loss_fn, bad_calls, seen):
+    """``loss_fn`` with a NaN pixel in the batch of each call numbered in ``bad_calls`` (from 1); records
+    the model's parameters as each call finds them in ``seen``."""
+    calls = itertools.count(1)
+
+    def loss(x, y=None, **options):
+        call = next(calls)
+        seen[call] = [p.detach().clone() for p in options.pop("params")]
+        if call in bad_calls:
+            x = x.clone()
+            x[0, 0, 0, 0] = float("nan")
+        return loss_fn(x, y, **options)
+    return loss
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro's warning on each poisoned step
+def test_a_nan_batch_is_skipped_counted_and_never_reaches_the_parameters_or_the_checkpoint(digits, tmp_path):
+    pyro.enable_validation(False)  # as run.py trains: with it, the NaN would raise in a distribution's checks
+    srvae, guide = build()
+    params = [*srvae.parameters(), *guide.parameters()]
+    seen = {}
+    loss = poisoned(make_objective("pyro", srvae, guide), {3, 30}, seen)
+    checkpoints = RunCheckpoints(tmp_path, srvae, guide, {"seed": 0})
+    history = train(srvae, guide, digits, lambda x, y, **o: loss(x, y, params=params, **o), epochs=2, batch_size=64,
+                    lr=1e-3, progress=False, checkpoint=checkpoints)
+    steps = len(seen) // 2  # 23 per epoch
+    assert [row["skipped_steps"] for row in history] == [1, 1] and steps == 23
+    for bad in (3, 30):  # the step after a skipped one finds the parameters exactly as the skipped one did
+        assert all(torch.equal(a, b) for a, b in zip(seen[bad], seen[bad + 1], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(seen[4], seen[5], strict=True))  # good steps do move them
+    assert all(torch.isfinite(p).all() for p in params)
+    assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in history)
+    saved = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved["training"]["progress"]["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in saved["srvae"].values())
+    moments = [s[key] for s in saved["training"]["optimizer"]["state"].values() for key in ("exp_avg", "exp_avg_sq")]
+    assert moments and all(torch.isfinite(m).all() for m in moments)  # Adam's moments never saw a NaN gradient
+
+
+def test_gradient_clipping_bounds_the_global_norm_and_reports_the_norm_before_it():
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 2))]
+    params[0].grad = torch.tensor([3.0, 0.0, 0.0])
+    params[1].grad = torch.tensor([[0.0, 4.0], [0.0, 0.0]])
+    assert gradient_norm(params, None).item() == 5.0 and params[0].grad[0].item() == 3.0  # no clipping: untouched
+    assert gradient_norm(params, 1.0).item() == 5.0
+    clipped = torch.cat([p.grad.flatten() for p in params])
+    assert abs(clipped.norm().item() - 1.0) < 1e-6 and torch.allclose(clipped[:1], torch.tensor([0.6]))

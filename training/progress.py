@@ -1,0 +1,53 @@
+"""Where a training run stands, as a checkpoint records it (issue 7)."""
+
+import torch
+
+
+class Progress:
+    """The loop's position and running sums: ``epoch`` epochs done, ``step`` steps of the next one
+    done, taken in the batch ``order`` drawn for it; the summed loss (``total``) and image count of
+    its good steps; steps skipped in it and in a row; steps done and seconds spent in all; the
+    history rows of the finished epochs."""
+
+    def __init__(self):
+        self.epoch, self.step, self.order = 0, 0, None
+        self.total, self.images, self.skipped, self.in_a_row = None, 0, 0, 0
+        self.steps_done, self.seconds, self.history = 0, 0.0, []
+
+    def start_epoch(self, order: list, device) -> None:
+        self.order, self.step = order, 0
+        self.total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
+        self.images, self.skipped = 0, 0
+
+    def good_step(self, loss: torch.Tensor, images: int) -> None:
+        self.total += loss
+        self.images += images
+        self.in_a_row = 0
+
+    def bad_step(self) -> None:
+        self.skipped += 1
+        self.in_a_row += 1
+
+    def end_epoch(self, epoch: int, row: dict) -> None:
+        self.epoch, self.step, self.order, self.total = epoch, 0, None, None
+        self.history.append(row)
+
+    def to_dict(self) -> dict:
+        """Tensors and plain values only (read back with ``torch.load(weights_only=True)``)."""
+        return {"epoch": self.epoch, "step": self.step, "steps_done": self.steps_done, "seconds": self.seconds,
+                "order": None if self.order is None else [index.cpu() for index in self.order],
+                "total": None if self.total is None else self.total.cpu(), "images": self.images,
+                "skipped": self.skipped, "in_a_row": self.in_a_row, "history": list(self.history)}
+
+    @classmethod
+    def from_dict(cls, saved: dict, data_device, device) -> "Progress":
+        """The saved progress: its batch order on the data's device (where ``epoch_order`` draws it),
+        its loss sum on the training ``device``."""
+        state = cls()
+        for key in ("epoch", "step", "steps_done", "seconds", "images", "skipped", "in_a_row"):
+            setattr(state, key, saved[key])
+        state.history = list(saved["history"])
+        if saved["order"] is not None:
+            state.order = [index.to(data_device) for index in saved["order"]]
+            state.total = saved["total"].to(device)
+        return state

@@ -2,18 +2,18 @@
 write figures, metrics and a checkpoint, and print a summary.
 
     python run.py --guide amortized
+
+Exit status: 0 done; 2 bad input (one line on stderr, nothing written); 3 training stopped by
+non-finite steps (the last good checkpoint kept); 130 stopped by Ctrl-C (resume with --resume).
 """
 
 import argparse
-import csv
-import json
 import math
 import sys
-import time
 from pathlib import Path
 
 from data import DATASETS, DOWNSCALE_MODES
-from data.errors import DataError, one_line
+from data.errors import DataError
 from guides import GUIDES, VAE_GUIDES
 from model import PRIORS
 from model.elbo import MIXTURE_KL
@@ -22,6 +22,10 @@ from training.build import MODELS
 from training.objectives import JIT_GUIDES, OBJECTIVES
 
 DEVICES = ("auto", "cpu", "cuda")
+EVALUATION_KEYS = ("eval_particles", "eval_repeats", "iw_samples", "sr_samples", "sr_proposals", "sr_fit_steps",
+                   "seed", "mixture_kl", "local_steps")  # what --evaluate takes from its command line
+RESUME_MAY_CHANGE = ("epochs", "lr", "clip_norm", "max_bad_steps", "checkpoint_every", "device", "data_dir",
+                     "test_images", *(key for key in EVALUATION_KEYS if key != "seed"))  # all else is the run's
 
 
 class UsageError(Exception):
@@ -49,7 +53,8 @@ def positive(kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                      allow_abbrev=False)  # so that the flags named on the command line are known (--resume)
     m = p.add_argument_group("model and inference")
     m.add_argument("--model", default="srvae", choices=list(MODELS),
                    help="; ".join(f"{k} = {v}" for k, v in MODELS.items()) + " [%(default)s]")
@@ -124,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mixed precision: training steps under bfloat16 autocast (fast on recent GPUs, slow on "
                         "most CPUs); the explicit-ELBO cross-check still passes under it (tests/test_amp.py); "
                         "evaluation stays float32")
+    t.add_argument("--clip-norm", type=positive(float), default=None, metavar="C",
+                   help="clip the gradient's global L2 norm to C before each Adam step [no clipping]")
+    t.add_argument("--max-bad-steps", type=positive(int), default=10, metavar="N",
+                   help="a step with a non-finite loss or gradient is skipped and counted; stop (exit 3) after N "
+                        "in a row, keeping the last good checkpoint [%(default)s]")
+    t.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                   help="write checkpoint.pt every STEPS steps as well as after every epoch (0 = after every "
+                        "epoch only) [%(default)s]")
+    t.add_argument("--resume", type=Path, metavar="OUT_DIR",
+                   help="continue the run in OUT_DIR from its last checkpoint, with its configuration; only "
+                        + ", ".join(f"--{key.replace('_', '-')}" for key in RESUME_MAY_CHANGE)
+                        + " may be given anew (more --epochs extend a finished run, which is then evaluated again)")
     t.add_argument("--seed", type=int, default=0, help="seeds initialisation, training and evaluation [%(default)s]")
     t.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto = cuda when available, else cpu [%(default)s]")
@@ -189,7 +206,7 @@ def check(args) -> None:
         raise UsageError("--guide local has no q(u | y) for super-resolution: keep --sr-fit-steps above 0")
     if args.eval_repeats < 2:
         raise UsageError(f"--eval-repeats must be at least 2 for a standard error, got {args.eval_repeats}")
-    for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup", "refine_steps"):
+    for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup", "refine_steps", "checkpoint_every"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}")
     if args.objective == "pyro-jit" and (args.guide not in JIT_GUIDES or args.kl_warmup):
@@ -236,16 +253,15 @@ def place(data, device: str):
     return data.to(device, train=stored <= torch.cuda.mem_get_info()[0] / 4)
 
 
-def write_outputs(out: Path, srvae, guide, config, history, metrics) -> list[str]:
-    from training.checkpoint import save_checkpoint
+def write_outputs(out: Path, checkpoints, config, history, metrics) -> list[str]:
+    """The run's config, history and metrics, and its final checkpoint (which can still be resumed,
+    e.g. with more --epochs), each written atomically."""
+    from training.checkpoint import write_history, write_json
 
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    with open(out / "history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    save_checkpoint(out / "checkpoint.pt", srvae, guide, config, history=history, metrics=metrics)
+    write_json(out / "config.json", config)
+    write_history(out / "history.csv", history)
+    write_json(out / "metrics.json", metrics)
+    checkpoints.save(history=history, metrics=metrics)
     return ["config.json", "history.csv", "metrics.json", "checkpoint.pt"]
 
 
@@ -261,51 +277,99 @@ def progress_lines(epochs: int):
     return report
 
 
-EVALUATION_KEYS = ("eval_particles", "eval_repeats", "iw_samples", "sr_samples", "sr_proposals", "sr_fit_steps",
-                   "seed", "mixture_kl", "local_steps")
-
-
 def open_checkpoint(args, device):
     """The checkpoint of ``--evaluate``, the data set to evaluate it on, and the model and guide it
     holds: every check made before anything is written. The data are normalized with the map saved
     in the checkpoint (not one recomputed from the files), so outputs map back to the trained units."""
-    import torch
-
     from training.build import build_model_and_guide
-    from training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+    from training.checkpoint import CheckpointError, load_states, read_checkpoint
 
     path = args.evaluate
-    if not path.is_file():
-        raise UsageError(f"--evaluate {path}: no such file; give the checkpoint.pt of a finished run")
     try:
-        checkpoint = load_checkpoint(path, map_location=device)
-    except Exception as error:  # a corrupt file, or one that is not tensors and plain values
-        raise UsageError(f"--evaluate {path}: not a readable checkpoint ({one_line(error, 120)})") from None
-    if not isinstance(checkpoint, dict) or not {"format", "config", "srvae", "guide"} <= set(checkpoint):
-        raise UsageError(f"--evaluate {path}: not an SRVAE-Pyro checkpoint (missing config or state dicts)")
-    if checkpoint["format"] != CHECKPOINT_FORMAT:
-        raise UsageError(f"--evaluate {path}: checkpoint format {checkpoint['format']}, this version reads "
-                         f"format {CHECKPOINT_FORMAT}")
+        checkpoint = read_checkpoint(path, map_location=device)
+    except CheckpointError as error:
+        hint = "; give the checkpoint.pt of a finished run" if not path.is_file() else ""
+        raise UsageError(f"--evaluate {path}: {error}{hint}") from None
     trained_on = checkpoint["config"]["dataset"]
     if args.dataset != trained_on:
         raise UsageError(f"--evaluate {path}: the checkpoint was trained on {trained_on}, not {args.dataset}; "
                          f"pass --dataset {trained_on}")
     config = checkpoint["config"]
     data = load_data(args, config["scale"], config.get("crop"))
-    if "normalization" in config:
-        data.low, data.span = (torch.tensor(config["normalization"][k]) for k in ("low", "span"))
+    use_saved_normalization(data, config)
     shape = list(config["image_shape"])
     if list(data.image_shape) != shape:
         raise UsageError(f"--evaluate {path}: the checkpoint expects images of shape {shape}, "
                          f"{args.dataset} has {list(data.image_shape)}")
     model, guide = build_model_and_guide(config, data.image_shape, device)
     try:
-        model.load_state_dict(checkpoint["srvae"])
-        guide.load_state_dict(checkpoint["guide"])
-    except RuntimeError:
-        raise UsageError(f"--evaluate {path}: its state dicts do not match the architecture its configuration "
-                         "describes") from None
+        load_states(checkpoint, model, guide)
+    except CheckpointError as error:
+        raise UsageError(f"--evaluate {path}: {error}") from None
     return checkpoint, data, (model, guide)
+
+
+def use_saved_normalization(data, config: dict) -> None:
+    """Normalize with the per-band map a run saved, not one recomputed from the files."""
+    import torch
+
+    if "normalization" in config:
+        data.low, data.span = (torch.tensor(config["normalization"][k]) for k in ("low", "span"))
+
+
+def given_flags(parser, argv) -> set:
+    """The destinations of the options named in ``argv`` (abbreviations are off, so names are whole)."""
+    names = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    return {action.dest for action in parser._actions if names & set(action.option_strings)}
+
+
+def open_resume(args, given: set):
+    """``--resume OUT_DIR``: its checkpoint (with training state) and the arguments of the run it
+    continues, those of ``RESUME_MAY_CHANGE`` taken from the command line; ``UsageError`` for a
+    missing, unreadable or foreign checkpoint and for a flag that would change the run."""
+    from training.checkpoint import CheckpointError, read_checkpoint
+
+    folder = args.resume
+    for clash in ("evaluate", "out"):
+        if clash in given:
+            raise UsageError(f"--resume {folder}: a resumed run writes into its own folder and trains; drop "
+                             f"--{clash}")
+    if not folder.is_dir():
+        raise UsageError(f"--resume {folder}: no such folder; give the output folder of an earlier run")
+    try:
+        checkpoint = read_checkpoint(folder / "checkpoint.pt")
+    except CheckpointError as error:
+        raise UsageError(f"--resume {folder}: checkpoint.pt: {error}") from None
+    if not isinstance(checkpoint.get("training"), dict):
+        raise UsageError(f"--resume {folder}: its checkpoint holds no training state (written before resuming "
+                         "existed); it can only be evaluated, with --evaluate")
+    config = checkpoint["config"]
+    resumed = argparse.Namespace(**vars(args))
+    for key, value in config.items():
+        if hasattr(resumed, key) and key not in given:
+            setattr(resumed, key, value)
+    for key in sorted(given - set(RESUME_MAY_CHANGE) - {"resume"}):
+        if key in config and getattr(args, key) != config[key]:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"--resume {folder}: the run was made with {flag} {config[key]}, and a resumed run "
+                             f"keeps its model, data and seed: drop {flag} {getattr(args, key)}, or start a new run")
+    resumed.data_dir, resumed.evaluate, resumed.out = Path(resumed.data_dir), None, folder
+    done = checkpoint["training"]["progress"]["epoch"]
+    if resumed.epochs < done:
+        raise UsageError(f"--resume {folder}: the run has done {done} epochs already; --epochs must be at least that")
+    return checkpoint, resumed
+
+
+def check_resumed_data(args, data, checkpoint: dict) -> None:
+    """The data of a resumed run are the ones it trained on: same image shape and number of images."""
+    config = checkpoint["config"]
+    before = [list(config["image_shape"]), config["train_images"]]
+    now = [list(data.image_shape), len(data.train_values)]
+    if now != before:
+        raise UsageError(f"--resume {args.resume}: the run trained on {before[1]} images of shape {before[0]}, but "
+                         f"{args.dataset} in {args.data_dir} now gives {now[1]} of shape {now[0]}: restore those "
+                         "images, or start a new run")
+    use_saved_normalization(data, config)
 
 
 def fill_sr_defaults(config: dict) -> dict:
@@ -319,10 +383,14 @@ def fill_sr_defaults(config: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.epochs is None:
-        args.epochs = 200 if args.dataset in ("digits", "folder") else 20
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resume = None
     try:
+        if args.resume:
+            resume, args = open_resume(args, given_flags(parser, sys.argv[1:] if argv is None else argv))
+        if args.epochs is None:
+            args.epochs = 200 if args.dataset in ("digits", "folder") else 20
         check(args)
         device = resolve_device(args.device)
         if args.evaluate:
@@ -332,8 +400,10 @@ def main(argv=None) -> int:
             checkpoint, trained = None, None
             data = load_data(args, args.scale, args.crop)
             check_data(args, data)
+            if resume is not None:
+                check_resumed_data(args, data, resume)
             default_out = Path("runs") / f"{args.dataset}-{args.model}-{args.guide}-{args.prior}"
-        out = prepare_out(args.out or default_out)
+        out = args.resume or prepare_out(args.out or default_out)
     except UsageError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 2
@@ -341,42 +411,85 @@ def main(argv=None) -> int:
     import pyro
 
     pyro.enable_validation(False)  # argument checks cost time in the hot loop; the tests run with them on
-    if checkpoint is None:
-        return train_and_evaluate(args, data, device, out)
-    return evaluate_checkpoint(args, checkpoint, data, trained, device, out)
+    try:
+        if checkpoint is None:
+            return train_and_evaluate(args, data, device, out, resume)
+        return evaluate_checkpoint(args, checkpoint, data, trained, device, out)
+    except UsageError as error:  # found once the modules are built, before anything is written
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # outside training, which stops on its own (stop_on_sigint)
+        saved = f"; the trained model is in {out}/checkpoint.pt: python run.py --resume {out} evaluates it" \
+            if checkpoint is None else ""
+        print(f"\nrun.py: interrupted{saved}", file=sys.stderr)
+        return 130
 
 
-def train_and_evaluate(args, data, device, out: Path) -> int:
+def run_config(args, data, device, out: Path) -> dict:
+    """Everything that defines a training run, what it was run on, and what produced it."""
+    from training.provenance import provenance
+
+    return fill_sr_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate", "resume")},
+                             "device": device, "out": str(out), "gamma_init": 0.1, "data_dir": str(args.data_dir),
+                             "arch": default_architecture(data.image_shape) if args.arch == "auto" else args.arch,
+                             "image_shape": list(data.image_shape), "levels": data.levels,
+                             "normalization": data.normalization, "paired": data.paired,
+                             "train_images": len(data.train_values), "test_images": len(data.test_values),
+                             **provenance()})
+
+
+def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None) -> int:
+    """Train (from the start, or from the checkpoint ``resume``), then evaluate and write everything."""
     import pyro
 
     from evaluation.report import evaluate_run, summary, write_figures
     from training.build import build_model_and_guide
-    from training.loop import train
+    from training.checkpoint import CheckpointError, RunCheckpoints, load_states, write_json
+    from training.interrupt import stop_on_sigint
+    from training.loop import Interrupted, NonFiniteSteps, train
     from training.objectives import make_objective
 
     data = place(data, device)
     data.discrete = args.likelihood == "discretized"
-    config = fill_sr_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate")},
-                               "device": device, "out": str(out), "gamma_init": 0.1, "data_dir": str(args.data_dir),
-                               "arch": default_architecture(data.image_shape) if args.arch == "auto" else args.arch,
-                               "image_shape": list(data.image_shape), "levels": data.levels,
-                               "normalization": data.normalization, "paired": data.paired,
-                               "train_images": len(data.train_values), "test_images": len(data.test_values)})
+    config = run_config(args, data, device, out)
     pyro.set_rng_seed(args.seed)
     model, guide = build_model_and_guide(config, data.image_shape, device)
+    if resume is not None:
+        try:
+            load_states(resume, model, guide)
+        except CheckpointError as error:
+            raise UsageError(f"--resume {out}: checkpoint.pt: {error}") from None
     loss = make_objective(args.objective, model, guide, args.mixture_kl, args.particles)
 
+    write_json(out / "config.json", config)
+    checkpoints = RunCheckpoints(out, model, guide, config)
     interactive = sys.stderr.isatty()
-    start = time.perf_counter()
     test_x, test_y = data.test_pair()
-    history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=test_x, test_y=test_y,
-                    progress=interactive, on_epoch=None if interactive else progress_lines(args.epochs),
-                    kl_warmup=args.kl_warmup, device=device, amp=args.amp)
-    seconds = time.perf_counter() - start
+    try:
+        with stop_on_sigint() as stop_requested:
+            history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=test_x,
+                            test_y=test_y, progress=interactive,
+                            on_epoch=None if interactive else progress_lines(args.epochs),
+                            kl_warmup=args.kl_warmup, device=device, amp=args.amp, clip_norm=args.clip_norm,
+                            max_bad_steps=args.max_bad_steps, checkpoint=checkpoints,
+                            checkpoint_every=args.checkpoint_every, should_stop=stop_requested,
+                            resume=None if resume is None else resume["training"])
+    except Interrupted as stop:
+        print(f"run.py: interrupted: {stop}; {out}/checkpoint.pt holds that state: continue with "
+              f"python run.py --resume {out}", file=sys.stderr)
+        return 130
+    except NonFiniteSteps as stop:
+        last = stop.progress.epoch
+        print(f"run.py: error: training stopped: {stop}; probable causes: a learning rate too high (--lr "
+              f"{args.lr}), a γ floor too low (--gamma-min {args.gamma_min}) or non-finite pixels; "
+              f"{out}/checkpoint.pt keeps the last good state (after epoch {last}): resume from it with "
+              f"python run.py --resume {out} --lr {args.lr / 10:g} or --clip-norm 100", file=sys.stderr)
+        return 3
+    seconds = history[-1]["seconds"] if history else 0.0
 
     print("evaluating on the test set …", file=sys.stderr, flush=True)
     metrics = {**evaluate_run(model, guide, data, config), "train_seconds": seconds}
-    written = write_outputs(out, model, guide, config, history, metrics)
+    written = write_outputs(out, checkpoints, config, history, metrics)
     written += write_figures(model, guide, data, config, history, metrics, out)
     print(summary(metrics, config, seconds))
     print(f"outputs in {out}/: {' '.join(written)}")
@@ -386,6 +499,7 @@ def train_and_evaluate(args, data, device, out: Path) -> int:
 def evaluate_checkpoint(args, checkpoint: dict, data, trained, device, out: Path) -> int:
     """``--evaluate``: the trained model of a checkpoint, measured afresh (no training)."""
     from evaluation.report import evaluate_run, summary, write_figures
+    from training.checkpoint import write_json
 
     model, guide = trained
     config = fill_sr_defaults({**checkpoint["config"], **{k: getattr(args, k) for k in EVALUATION_KEYS},
@@ -395,8 +509,8 @@ def evaluate_checkpoint(args, checkpoint: dict, data, trained, device, out: Path
     data.discrete = config.get("likelihood") == "discretized"
     print(f"evaluating {args.evaluate} on the {config['dataset']} test set …", file=sys.stderr, flush=True)
     metrics = evaluate_run(model, guide, data, config)
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "config.json", config)
+    write_json(out / "metrics.json", metrics)
     written = ["config.json", "metrics.json"]
     written += write_figures(model, guide, data, config, checkpoint.get("history") or [], metrics, out)
     print(summary(metrics, config, metrics.get("train_seconds", 0.0)))

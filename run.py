@@ -343,6 +343,13 @@ def open_resume(args, given: set):
     if not isinstance(checkpoint.get("training"), dict):
         raise UsageError(f"--resume {folder}: its checkpoint holds no training state (written before resuming "
                          "existed); it can only be evaluated, with --evaluate")
+    from training.distributed import launched_world_size
+
+    processes, now = len(checkpoint["training"].get("ranks", [])) or 1, launched_world_size()
+    if processes != now:
+        launch = f"torchrun --nproc_per_node={processes} run.py" if processes > 1 else "python run.py"
+        raise UsageError(f"--resume {folder}: the run was trained by {processes} process(es), and this launch has "
+                         f"{now}; each process resumes its own shards and random streams: {launch} --resume {folder}")
     config = checkpoint["config"]
     resumed = argparse.Namespace(**vars(args))
     for key, value in config.items():
@@ -385,14 +392,16 @@ def fill_sr_defaults(config: dict) -> dict:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    resume = None
+    ranks = open_ranks(args)  # one process, or one of torchrun's
+    resume, failure = None, None
     try:
         if args.resume:
             resume, args = open_resume(args, given_flags(parser, sys.argv[1:] if argv is None else argv))
         if args.epochs is None:
             args.epochs = 200 if args.dataset in ("digits", "folder") else 20
         check(args)
-        device = resolve_device(args.device)
+        check_distributed(args, ranks)
+        device = resolve_device(args.device) if ranks.world_size == 1 else str(ranks.device)
         if args.evaluate:
             checkpoint, data, trained = open_checkpoint(args, device)
             default_out = args.evaluate.parent / "evaluation"
@@ -403,9 +412,18 @@ def main(argv=None) -> int:
             if resume is not None:
                 check_resumed_data(args, data, resume)
             default_out = Path("runs") / f"{args.dataset}-{args.model}-{args.guide}-{args.prior}"
-        out = args.resume or prepare_out(args.out or default_out)
+        out = args.resume or args.out or default_out
+        if ranks.rank == 0:  # the one process that writes
+            prepare_out(out)
     except UsageError as error:
-        print(f"run.py: error: {error}", file=sys.stderr)
+        failure = str(error)
+    if not ranks.agree(torch_flag(failure is None), False)[0]:  # every process stops if any must
+        if ranks.rank == 0:
+            print(f"run.py: error: {failure or 'another process refused its input (see its message)'}",
+                  file=sys.stderr)
+        elif failure:
+            print(f"run.py: error (process {ranks.rank}): {failure}", file=sys.stderr)
+        ranks.close()
         return 2
 
     import pyro
@@ -413,16 +431,54 @@ def main(argv=None) -> int:
     pyro.enable_validation(False)  # argument checks cost time in the hot loop; the tests run with them on
     try:
         if checkpoint is None:
-            return train_and_evaluate(args, data, device, out, resume)
+            return train_and_evaluate(args, data, device, out, resume, ranks)
         return evaluate_checkpoint(args, checkpoint, data, trained, device, out)
     except UsageError as error:  # found once the modules are built, before anything is written
-        print(f"run.py: error: {error}", file=sys.stderr)
+        if ranks.rank == 0:
+            print(f"run.py: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside training, which stops on its own (stop_on_sigint)
         saved = f"; the trained model is in {out}/checkpoint.pt: python run.py --resume {out} evaluates it" \
             if checkpoint is None else ""
         print(f"\nrun.py: interrupted{saved}", file=sys.stderr)
         return 130
+    finally:
+        ranks.close()
+
+
+def torch_flag(value: bool):
+    import torch
+
+    return torch.tensor(value)
+
+
+def open_ranks(args):
+    """The process group of a ``torchrun`` launch (NCCL on GPUs, gloo on CPUs), else a single process."""
+    from training.distributed import ProcessGroup, SingleProcess, launched_world_size
+
+    if launched_world_size() == 1:
+        return SingleProcess()
+    import torch
+
+    on_gpu = args.device != "cpu" and torch.cuda.is_available()
+    return ProcessGroup("cuda" if on_gpu else "cpu")
+
+
+def check_distributed(args, ranks) -> None:
+    """What data-parallel training supports (issue 8)."""
+    from training.distributed import DISTRIBUTED_GUIDES
+
+    if ranks.world_size == 1:
+        return
+    if args.evaluate:
+        raise UsageError("--evaluate runs in one process: python run.py --evaluate …, without torchrun")
+    if args.guide not in DISTRIBUTED_GUIDES:
+        raise UsageError(f"--guide {args.guide} under torchrun: its per-image parameters (local) or inner "
+                         "optimisation (semi-amortized) would differ between processes; use --guide amortized, "
+                         "or train in one process")
+    if args.objective != "pyro":
+        raise UsageError(f"--objective {args.objective} under torchrun: data-parallel training wraps Pyro's "
+                         "Trace_ELBO in DistributedDataParallel; use --objective pyro")
 
 
 def run_config(args, data, device, out: Path) -> dict:
@@ -438,20 +494,25 @@ def run_config(args, data, device, out: Path) -> dict:
                              **provenance()})
 
 
-def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None) -> int:
-    """Train (from the start, or from the checkpoint ``resume``), then evaluate and write everything."""
+def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None, ranks=None) -> int:
+    """Train (from the start, or from the checkpoint ``resume``), then evaluate and write everything.
+    Under torchrun (``ranks`` of several processes) every process trains on its shards and process 0
+    alone writes, prints and evaluates, its metrics then sent to all (issue 8)."""
     import pyro
 
     from evaluation.report import evaluate_run, summary, write_figures
     from training.build import build_model_and_guide
     from training.checkpoint import CheckpointError, RunCheckpoints, load_states, write_json
+    from training.distributed import DistributedELBO, SingleProcess, shard_order
     from training.interrupt import stop_on_sigint
     from training.loop import Interrupted, NonFiniteSteps, train
     from training.objectives import make_objective
 
+    ranks = ranks or SingleProcess()
+    writer = ranks.rank == 0
     data = place(data, device)
     data.discrete = args.likelihood == "discretized"
-    config = run_config(args, data, device, out)
+    config = {**run_config(args, data, device, out), "world_size": ranks.world_size}
     pyro.set_rng_seed(args.seed)
     model, guide = build_model_and_guide(config, data.image_shape, device)
     if resume is not None:
@@ -459,40 +520,52 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
             load_states(resume, model, guide)
         except CheckpointError as error:
             raise UsageError(f"--resume {out}: checkpoint.pt: {error}") from None
-    loss = make_objective(args.objective, model, guide, args.mixture_kl, args.particles)
+    if ranks.world_size == 1:
+        loss, order = make_objective(args.objective, model, guide, args.mixture_kl, args.particles), None
+    else:
+        pyro.set_rng_seed(args.seed + ranks.rank)  # the same initial model, but each process its own draws
+        loss = DistributedELBO(model, guide, ranks, args.particles)
+        order = shard_order(data, args.batch_size, ranks, args.seed)
 
-    write_json(out / "config.json", config)
-    checkpoints = RunCheckpoints(out, model, guide, config)
-    interactive = sys.stderr.isatty()
+    checkpoints = RunCheckpoints(out, model, guide, config) if writer else None
+    if writer:
+        write_json(out / "config.json", config)
+    interactive = writer and sys.stderr.isatty()
     test_x, test_y = data.test_pair()
     try:
         with stop_on_sigint() as stop_requested:
             history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=test_x,
                             test_y=test_y, progress=interactive,
-                            on_epoch=None if interactive else progress_lines(args.epochs),
+                            on_epoch=progress_lines(args.epochs) if writer and not interactive else None,
                             kl_warmup=args.kl_warmup, device=device, amp=args.amp, clip_norm=args.clip_norm,
                             max_bad_steps=args.max_bad_steps, checkpoint=checkpoints,
                             checkpoint_every=args.checkpoint_every, should_stop=stop_requested,
-                            resume=None if resume is None else resume["training"])
+                            resume=None if resume is None else resume["training"], ranks=ranks, order=order)
     except Interrupted as stop:
-        print(f"run.py: interrupted: {stop}; {out}/checkpoint.pt holds that state: continue with "
-              f"python run.py --resume {out}", file=sys.stderr)
+        if writer:
+            print(f"run.py: interrupted: {stop}; {out}/checkpoint.pt holds that state: continue with "
+                  f"python run.py --resume {out}", file=sys.stderr)
         return 130
     except NonFiniteSteps as stop:
-        last = stop.progress.epoch
-        print(f"run.py: error: training stopped: {stop}; probable causes: a learning rate too high (--lr "
-              f"{args.lr}), a γ floor too low (--gamma-min {args.gamma_min}) or non-finite pixels; "
-              f"{out}/checkpoint.pt keeps the last good state (after epoch {last}): resume from it with "
-              f"python run.py --resume {out} --lr {args.lr / 10:g} or --clip-norm 100", file=sys.stderr)
+        if writer:
+            print(f"run.py: error: training stopped: {stop}; probable causes: a learning rate too high (--lr "
+                  f"{args.lr}), a γ floor too low (--gamma-min {args.gamma_min}) or non-finite pixels; "
+                  f"{out}/checkpoint.pt keeps the last good state (after epoch {stop.progress.epoch}): resume "
+                  f"from it with python run.py --resume {out} --lr {args.lr / 10:g} or --clip-norm 100",
+                  file=sys.stderr)
         return 3
     seconds = history[-1]["seconds"] if history else 0.0
 
-    print("evaluating on the test set …", file=sys.stderr, flush=True)
-    metrics = {**evaluate_run(model, guide, data, config), "train_seconds": seconds}
-    written = write_outputs(out, checkpoints, config, history, metrics)
-    written += write_figures(model, guide, data, config, history, metrics, out)
-    print(summary(metrics, config, seconds))
-    print(f"outputs in {out}/: {' '.join(written)}")
+    metrics = None
+    if writer:
+        print("evaluating on the test set …", file=sys.stderr, flush=True)
+        metrics = {**evaluate_run(model, guide, data, config), "train_seconds": seconds}
+    metrics = ranks.broadcast(metrics)  # every process returns the same numbers
+    if writer:
+        written = write_outputs(out, checkpoints, config, history, metrics)
+        written += write_figures(model, guide, data, config, history, metrics, out)
+        print(summary(metrics, config, seconds))
+        print(f"outputs in {out}/: {' '.join(written)}")
     return 0
 
 

@@ -269,6 +269,10 @@ CASES = {
                             "drop --evaluate"),
     "resume with fewer epochs": ("configuration", resume_fewer_epochs,
                                  "the run has done 2 epochs already; --epochs must be at least that"),
+    "resume with another process count": ("configuration", lambda r, t: edited_resume(
+        r, t, lambda state: state["training"].update(ranks=[state["training"]] * 2)),
+        "the run was trained by 2 process(es), and this launch has 1; each process resumes its own shards and "
+        "random streams: torchrun --nproc_per_node=2 run.py --resume"),
     "resume on changed data": ("configuration", shrunken_data,
                                "the run trained on 8 images of shape [1, 16, 16], but folder in "),
 }

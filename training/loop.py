@@ -2,7 +2,6 @@
 the safeguards of issue 7: checkpoints a run can resume from exactly, a clean stop on request, and
 no non-finite step ever reaching the parameters."""
 
-import math
 import time
 
 import torch
@@ -10,6 +9,7 @@ from tqdm import tqdm
 
 from model.elbo import explicit_elbo
 from training.batches import epoch_batches, epoch_order
+from training.distributed import SingleProcess
 from training.progress import Progress
 from training.rng import rng_state, set_rng_state
 from training.warmup import kl_scale
@@ -44,7 +44,8 @@ def gradient_norm(params, clip_norm: float | None) -> torch.Tensor:
 def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
           test_x=None, progress: bool = True, on_epoch=None, kl_warmup: int = 0, test_y=None,
           device=None, amp: bool = False, clip_norm: float | None = None, max_bad_steps: int = 10,
-          checkpoint=None, checkpoint_every: int = 0, resume: dict | None = None, should_stop=None) -> list[dict]:
+          checkpoint=None, checkpoint_every: int = 0, resume: dict | None = None, should_stop=None,
+          ranks=None, order=None) -> list[dict]:
     """Run ``epochs`` passes over ``data.train_values`` (fresh dequantization each batch) on
     ``device`` (default: where the data live; data kept on the host come through a DataLoader).
 
@@ -66,23 +67,31 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
       steps, and when ``should_stop()`` turns true (then ``Interrupted`` is raised).
       ``resume=state`` continues from such a state: the same steps, on the same batches, with the
       same random draws as the uninterrupted run.
+
+    Data-parallel training (issue 8): ``ranks`` (``training.distributed``) sums the epoch's loss
+    over the processes and makes them agree on skipping a step and on stopping; ``order(epoch)``
+    gives this process's batches (default: all images in a random order); the state handed to
+    ``checkpoint`` then holds every process's progress and random streams under ``"ranks"``.
     """
     params = list(model.parameters()) + list(guide.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
-    n = len(data.train_values)
-    steps = math.ceil(n / batch_size)
     device = device or data.train_values.device
+    ranks = ranks or SingleProcess()
+    order = order or (lambda epoch: epoch_order(data, batch_size))
     state = Progress()
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
         for group in optimizer.param_groups:
             group["lr"] = lr  # a resumed run may change its learning rate
-        state = Progress.from_dict(resume["progress"], data.train_values.device, device)
-        set_rng_state(resume["rng"])
+        own = resume["ranks"][ranks.rank] if ranks.world_size > 1 else resume
+        state = Progress.from_dict(own["progress"], data.train_values.device, device)
+        set_rng_state(own["rng"])
 
     def save():
+        states = ranks.gather({"progress": state.to_dict(), "rng": rng_state()})
         if checkpoint is not None:
-            checkpoint({"optimizer": optimizer.state_dict(), "progress": state.to_dict(), "rng": rng_state()})
+            checkpoint({"optimizer": optimizer.state_dict(), **states[0],
+                        **({"ranks": states} if ranks.world_size > 1 else {})})
 
     if resume is None:
         save()  # a run killed in its first epoch resumes from its start
@@ -91,7 +100,8 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
                leave=False, initial=state.epoch, total=epochs)
     for epoch in bar:
         if state.order is None:
-            state.start_epoch(epoch_order(data, batch_size), device)
+            state.start_epoch(order(epoch), device)
+        steps = len(state.order)  # this process's share of the epoch
         batches = epoch_batches(data, state.order[state.step:], device)
         for i, (index, x, y) in enumerate(batches, start=state.step):
             beta = kl_scale(epoch, (i + 1) / steps, kl_warmup)
@@ -100,9 +110,11 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss = loss.detach()
-            if bool(torch.isfinite(loss) & torch.isfinite(gradient_norm(params, clip_norm))):  # one sync per step
+            finite = torch.isfinite(loss) & torch.isfinite(gradient_norm(params, clip_norm))
+            finite, stop = ranks.agree(finite, should_stop is not None and should_stop())  # one sync per step
+            if finite:
                 optimizer.step()
-                state.good_step(loss, len(index))
+                state.good_step(loss / ranks.world_size, len(index))  # DistributedELBO scales by the processes
             else:
                 state.bad_step()
                 if state.in_a_row >= max_bad_steps:
@@ -110,17 +122,19 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
                                          f"(epoch {epoch}, step {i + 1} of {steps})", state)
             state.step, state.steps_done = i + 1, state.steps_done + 1
             state.seconds = before + time.perf_counter() - start
-            if should_stop is not None and should_stop():
+            if stop:
                 save()
                 raise Interrupted(f"stopped at epoch {epoch}, step {i + 1} of {steps}", state)
             if checkpoint_every and state.steps_done % checkpoint_every == 0:
                 save()
-        row = {"epoch": epoch, "train_loss": state.total.item() / max(state.images, 1),
+        images = ranks.count(state.images)
+        row = {"epoch": epoch, "train_loss": ranks.sum(state.total).item() / max(images, 1),
                "kl_scale": kl_scale(epoch, 1.0, kl_warmup),
                "skipped_steps": state.skipped}
         if test_x is not None and getattr(guide, "amortized", True):  # a local guide knows only its own images
             with torch.no_grad():
-                row["test_loss"] = -explicit_elbo(model, guide.guide, test_x, test_y).elbo.mean().item()
+                test = -explicit_elbo(model, guide.guide, test_x, test_y).elbo.mean()
+                row["test_loss"] = (ranks.sum(test) / ranks.world_size).item()  # each process's estimate, averaged
         row.update(**model.gammas(), seconds=before + time.perf_counter() - start)
         state.end_epoch(epoch, row)
         save()

@@ -1,0 +1,149 @@
+"""Data-parallel training with PyTorch's distributed engine (issue 8).
+
+``torchrun --nproc_per_node=N run.py …`` starts N processes; each builds the same model, draws its
+own shard of every epoch (``DistributedSampler``) with its own random streams, and computes Pyro's
+ELBO on it through ``Trace_ELBO()(model, guide)``, an ``nn.Module`` wrapped in
+``DistributedDataParallel``, which averages the gradients over the processes. Each process's ELBO
+is scaled by N (``poutine.scale``), so that the averaged gradient is the gradient of the −ELBO
+summed over the union of the N batches: one step of N processes is one single-process step on
+their union batch (tested).
+"""
+
+import os
+
+import torch
+import torch.distributed as dist
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from training.objectives import observed_y
+from training.warmup import ScaleSites
+
+DISTRIBUTED_GUIDES = ("amortized",)  # a local guide's per-image parameters and the semi-amortized
+# guide's inner optimisation are per process; refused rather than silently wrong
+
+
+def launched_world_size() -> int:
+    """The number of processes ``torchrun`` started (1 when run plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+class SingleProcess:
+    """The collective operations of one process alone: each is the identity."""
+
+    rank, world_size = 0, 1
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    def count(self, n: int) -> int:
+        """``n`` summed over the processes."""
+        return n
+
+    def agree(self, finite: torch.Tensor, stop: bool) -> tuple[bool, bool]:
+        """Whether every process's step is finite, and whether any process was asked to stop."""
+        return bool(finite), stop
+
+    def gather(self, value) -> list:
+        return [value]
+
+    def broadcast(self, value):
+        return value
+
+    def barrier(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessGroup(SingleProcess):
+    """The default process group that ``torchrun`` describes in the environment: NCCL between GPUs,
+    gloo between CPU processes. Each process uses GPU ``LOCAL_RANK`` when on CUDA."""
+
+    def __init__(self, device_type: str):
+        if device_type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        on_gpu = device_type == "cuda"
+        self.device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        value = value.to(self.device, copy=True)  # NCCL reduces GPU tensors only
+        dist.all_reduce(value)
+        return value
+
+    def count(self, n: int) -> int:
+        return int(self.sum(torch.tensor(n, device=self.device)))
+
+    def agree(self, finite: torch.Tensor, stop: bool) -> tuple[bool, bool]:
+        flags = torch.stack([finite.to(self.device, torch.int32), torch.tensor(int(not stop), device=self.device)])
+        dist.all_reduce(flags, op=dist.ReduceOp.MIN)  # one collective for both
+        return bool(flags[0]), not bool(flags[1])
+
+    def gather(self, value) -> list:
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def broadcast(self, value):
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class PyroFunction(nn.Module):
+    """The ``model`` or ``guide`` method of a module as an ``nn.Module`` of its own (so that
+    ``Trace_ELBO()(model, guide)`` holds the parameters), every log-density scaled by ``scale`` and
+    the KL sites by the ``kl_scale`` keyword of each call (the KL warm-up)."""
+
+    def __init__(self, owner: nn.Module, method: str, scale: float = 1.0):
+        super().__init__()
+        self.owner, self.method, self.scale = owner, method, scale
+
+    def forward(self, *args, kl_scale: float = 1.0, **kwargs):
+        function = poutine.scale(getattr(self.owner, self.method), scale=self.scale)
+        if kl_scale != 1.0:
+            function = ScaleSites(kl_scale)(function)
+        return function(*args, **kwargs)
+
+
+class DistributedELBO:
+    """The training loss of one process: Pyro's Trace_ELBO as an ``nn.Module`` of the model and
+    guide, wrapped in ``DistributedDataParallel``; called like the objectives of ``make_objective``."""
+
+    def __init__(self, model, guide, ranks, num_particles: int = 1):
+        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
+        self.model, self.guide = model, guide
+        scale = ranks.world_size
+        self.module = elbo(PyroFunction(model, "model", scale), PyroFunction(guide, "guide", scale))
+        device = next(model.parameters()).device
+        self.ddp = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def __call__(self, x, y=None, kl_scale=1.0, index=None):
+        return self.ddp(x, observed_y(self.model, self.guide, x, y), index=index, kl_scale=kl_scale)
+
+
+def shard_order(data, batch_size: int, ranks, seed: int):
+    """``order(epoch)`` for the training loop: this process's shard of a random order of the training
+    images, one index tensor per batch. ``DistributedSampler`` pads the shards to equal length (by
+    repeating a few images), so every process takes the same number of steps."""
+    sampler = DistributedSampler(range(len(data.train_values)), num_replicas=ranks.world_size, rank=ranks.rank,
+                                 shuffle=True, seed=seed)
+
+    def order(epoch: int) -> list[torch.Tensor]:
+        sampler.set_epoch(epoch)
+        return list(torch.tensor(list(sampler), device=data.train_values.device).split(batch_size))
+    return order

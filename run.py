@@ -4,7 +4,8 @@ write figures, metrics and a checkpoint, and print a summary.
     python run.py --guide amortized
 
 Exit status: 0 done; 2 bad input (one line on stderr, nothing written); 3 training stopped by
-non-finite steps (the last good checkpoint kept); 130 stopped by Ctrl-C (resume with --resume).
+non-finite steps (the last good checkpoint kept); 130 or 143 stopped by Ctrl-C or SIGTERM after
+writing a checkpoint (resume with --resume).
 """
 
 import argparse
@@ -437,7 +438,7 @@ def main(argv=None) -> int:
         if ranks.rank == 0:
             print(f"run.py: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # outside training, which stops on its own (stop_on_sigint)
+    except KeyboardInterrupt:  # outside training, which stops on its own (stop_on_signals)
         saved = f"; the trained model is in {out}/checkpoint.pt: python run.py --resume {out} evaluates it" \
             if checkpoint is None else ""
         print(f"\nrun.py: interrupted{saved}", file=sys.stderr)
@@ -504,7 +505,7 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
     from training.build import build_model_and_guide
     from training.checkpoint import CheckpointError, RunCheckpoints, load_states, write_json
     from training.distributed import DistributedELBO, SingleProcess, shard_order
-    from training.interrupt import stop_on_sigint
+    from training.interrupt import stop_on_signals
     from training.loop import Interrupted, NonFiniteSteps, train
     from training.objectives import make_objective
 
@@ -533,7 +534,7 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
     interactive = writer and sys.stderr.isatty()
     test_x, test_y = data.test_pair()
     try:
-        with stop_on_sigint() as stop_requested:
+        with stop_on_signals() as stop_requested:
             history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=test_x,
                             test_y=test_y, progress=interactive,
                             on_epoch=progress_lines(args.epochs) if writer and not interactive else None,
@@ -545,7 +546,7 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
         if writer:
             print(f"run.py: interrupted: {stop}; {out}/checkpoint.pt holds that state: continue with "
                   f"python run.py --resume {out}", file=sys.stderr)
-        return 130
+        return stop_requested.exit_status
     except NonFiniteSteps as stop:
         if writer:
             print(f"run.py: error: training stopped: {stop}; probable causes: a learning rate too high (--lr "

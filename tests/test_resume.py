@@ -108,12 +108,14 @@ def test_a_run_killed_with_sigkill_and_resumed_is_the_uninterrupted_run(uninterr
     assert_identical(uninterrupted, outcome(out))
 
 
-def test_ctrl_c_writes_a_checkpoint_says_how_to_resume_and_resuming_finishes_the_same_run(uninterrupted, tmp_path):
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_writes_a_checkpoint_says_how_to_resume_and_resuming_finishes_the_same_run(
+        uninterrupted, tmp_path, signum, status):
     out = tmp_path / "stopped"
     process = start(out)
     wait_for(out, process, lambda p: p["epoch"] >= 1)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    process.send_signal(signum)
+    assert process.wait(timeout=60) == status
     stderr = process.stderr.read()
     last = stderr.strip().splitlines()[-1]
     assert "Traceback" not in stderr

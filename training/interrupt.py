@@ -1,23 +1,47 @@
-"""Ctrl-C during training (issue 7): finish the step, write a checkpoint, stop cleanly."""
+"""Ctrl-C, or a scheduler's SIGTERM, during training (issue 7): finish the step, write a
+checkpoint, stop cleanly."""
 
 import signal
 import sys
 from contextlib import contextmanager
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+    """Called, says whether a stop was asked for; ``signum`` is the signal that asked."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number, the shell's convention (130 for Ctrl-C, 143 for SIGTERM)."""
+        return 128 + (self.signum or signal.SIGINT)
+
 
 @contextmanager
-def stop_on_sigint():
-    """Within the block, the first SIGINT only sets a flag, which the yielded function reads (the
-    training loop checks it after every step); a second SIGINT interrupts at once, as usual."""
-    requested = []
+def stop_on_signals():
+    """Within the block, the first SIGINT or SIGTERM only records itself in the yielded
+    ``StopRequest`` (the training loop checks it after every step); a second one acts at once, as
+    it would without the block."""
+    request = StopRequest()
+    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
 
     def handler(signum, frame):
-        requested.append(signum)
-        print("\nstopping after this step (Ctrl-C again to abort at once) …", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        request.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this step (send it again to abort at once) …",
+              file=sys.stderr, flush=True)
+        for other in SIGNALS:
+            signal.signal(other, previous[other])
 
-    previous = signal.signal(signal.SIGINT, handler)
+    for signum in SIGNALS:
+        signal.signal(signum, handler)
     try:
-        yield lambda: bool(requested)
+        yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum in SIGNALS:
+            signal.signal(signum, previous[signum])

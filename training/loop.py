@@ -28,7 +28,7 @@ class NonFiniteSteps(TrainingStopped):
 
 
 class Interrupted(TrainingStopped):
-    """``should_stop()`` asked for a stop (Ctrl-C); a checkpoint of the state at the stop was written."""
+    """``should_stop()`` asked for a stop (Ctrl-C, SIGTERM); a checkpoint of the state at the stop was written."""
 
 
 def gradient_norm(params, clip_norm: float | None) -> torch.Tensor:

@@ -418,11 +418,11 @@ def main(argv=None) -> int:
             prepare_out(out)
     except UsageError as error:
         failure = str(error)
-    if not ranks.agree(torch_flag(failure is None), False)[0]:  # every process stops if any must
-        if ranks.rank == 0:
-            print(f"run.py: error: {failure or 'another process refused its input (see its message)'}",
-                  file=sys.stderr)
-        elif failure:
+    failures = ranks.gather(failure)  # every process stops if any must; one line says why
+    if any(failures):
+        if ranks.rank == 0 and failure:
+            print(f"run.py: error: {failure}", file=sys.stderr)
+        elif failure and not failures[0]:  # a refusal that process 0 did not share
             print(f"run.py: error (process {ranks.rank}): {failure}", file=sys.stderr)
         ranks.close()
         return 2
@@ -445,12 +445,6 @@ def main(argv=None) -> int:
         return 130
     finally:
         ranks.close()
-
-
-def torch_flag(value: bool):
-    import torch
-
-    return torch.tensor(value)
 
 
 def open_ranks(args):

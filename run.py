@@ -491,14 +491,16 @@ def run_config(args, data, device, out: Path) -> dict:
 
 def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None, ranks=None) -> int:
     """Train (from the start, or from the checkpoint ``resume``), then evaluate and write everything.
-    Under torchrun (``ranks`` of several processes) every process trains on its shards and process 0
-    alone writes, prints and evaluates, its metrics then sent to all (issue 8)."""
+    Under torchrun (``ranks`` of several processes) every process trains on its shards; the processes
+    share the importance-weighted evaluation, process 0 does the rest and alone writes and prints,
+    and its metrics are sent to all (issue 8)."""
     import pyro
 
+    from evaluation.loglik import importance_weighted_log_likelihood
     from evaluation.report import evaluate_run, summary, write_figures
     from training.build import build_model_and_guide
     from training.checkpoint import CheckpointError, RunCheckpoints, load_states, write_json
-    from training.distributed import DistributedELBO, SingleProcess, shard_order
+    from training.distributed import DistributedELBO, SingleProcess, shard_order, sharded
     from training.interrupt import stop_on_signals
     from training.loop import Interrupted, NonFiniteSteps, train
     from training.objectives import make_objective
@@ -552,9 +554,19 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
     seconds = history[-1]["seconds"] if history else 0.0
 
     metrics = None
-    if writer:
+    if ranks.world_size == 1:
         print("evaluating on the test set …", file=sys.stderr, flush=True)
         metrics = {**evaluate_run(model, guide, data, config), "train_seconds": seconds}
+    else:  # the IW estimate divided among the processes, the rest on process 0
+        log_likelihood = sharded(importance_weighted_log_likelihood, ranks)
+        if writer:
+            print(f"evaluating on the test set ({ranks.world_size} processes share the IW estimate) …",
+                  file=sys.stderr, flush=True)
+            metrics = {**evaluate_run(model, guide, data, config, log_likelihood), "train_seconds": seconds,
+                       "iw_processes": ranks.world_size}
+        else:
+            pyro.set_rng_seed(args.seed + ranks.rank)
+            log_likelihood(model, guide, *data.test_pair(), num_samples=config["iw_samples"])
     metrics = ranks.broadcast(metrics)  # every process returns the same numbers
     if writer:
         written = write_outputs(out, checkpoints, config, history, metrics)

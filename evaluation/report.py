@@ -27,15 +27,17 @@ def guide_for(model, guide, x, config: dict, y=None):
     return guide.fitted_to(model, x, config["local_steps"], y=y)
 
 
-def evaluate_run(model, guide, data, config: dict) -> dict:
-    """Test-set metrics of a trained model; deterministic for a given ``config["seed"]``."""
+def evaluate_run(model, guide, data, config: dict, log_likelihood=importance_weighted_log_likelihood) -> dict:
+    """Test-set metrics of a trained model; deterministic for a given ``config["seed"]``.
+    ``log_likelihood`` gives the importance-weighted log p(x, y) per image (under torchrun, shared
+    out among the processes: ``training.distributed.sharded``)."""
     pyro.set_rng_seed(config["seed"])
     x, y_paired = data.test_pair()
     guide = guide_for(model, guide, x, config, y_paired)
     levels = data.bin_levels
     metrics = evaluate_elbo(model, guide, x, y_paired, levels=levels, num_particles=config["eval_particles"],
                             repeats=config["eval_repeats"], mixture_kl=config["mixture_kl"])
-    metrics.update(evaluate_loglik(model, guide, x, y_paired, levels, config["iw_samples"]))
+    metrics.update(evaluate_loglik(model, guide, x, y_paired, levels, config["iw_samples"], log_likelihood))
     metrics.update(active_units(guide, x, y_paired))
     y = y_paired if y_paired is not None else guide.d(x)
     metrics.update(evaluate_superres(model, guide, x, y, config["scale"], config["sr_samples"],
@@ -45,13 +47,14 @@ def evaluate_run(model, guide, data, config: dict) -> dict:
     return metrics
 
 
-def evaluate_loglik(model, guide, x, y, levels: float, num_samples: int) -> dict:
+def evaluate_loglik(model, guide, x, y, levels: float, num_samples: int,
+                    log_likelihood=importance_weighted_log_likelihood) -> dict:
     """The importance-weighted −log p(x, y) per image (−log p(x) for the VAE): mean and standard
     error over images, its bits/dim, and the time and peak memory of computing it."""
     start = time.perf_counter()
     if x.is_cuda:
         torch.cuda.reset_peak_memory_stats(x.device)
-    log_p = importance_weighted_log_likelihood(model, guide, x, y, num_samples=num_samples)
+    log_p = log_likelihood(model, guide, x, y, num_samples=num_samples)
     mean, se = mean_and_se(-log_p.double())
     peak = (torch.cuda.max_memory_allocated(x.device) if x.is_cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)

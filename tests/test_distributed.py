@@ -18,7 +18,7 @@ from pyro.poutine.messenger import Messenger
 
 from data import load_dataset
 from training.build import build_model_and_guide
-from training.distributed import DistributedELBO, ProcessGroup, shard_order
+from training.distributed import DistributedELBO, ProcessGroup, shard_order, sharded
 from training.loop import train
 from training.objectives import make_objective
 
@@ -137,6 +137,26 @@ def test_two_processes_hold_identical_parameters_after_training_and_agree_on_the
     assert not torch.equal(first, second)  # the processes draw from different streams
 
 
+def per_image_sums(model, guide, x, y=None, **options):
+    """A stand-in estimate with one known value per image: its pixel sum."""
+    return x.flatten(1).sum(1)
+
+
+def gather_sums(rank: int, world: int, folder: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
+    ranks = ProcessGroup("cpu")
+    x = load_dataset("digits").test_images()[:7]  # 4 images for process 0, 3 for process 1
+    torch.save(sharded(per_image_sums, ranks)(None, None, x), f"{folder}/rank{rank}.pt")
+    ranks.close()
+
+
+def test_a_sharded_estimate_gives_every_process_all_values_in_the_images_order(tmp_path):
+    mp.spawn(gather_sums, args=(2, str(tmp_path)), nprocs=2)
+    expected = per_image_sums(None, None, load_dataset("digits").test_images()[:7])
+    for rank in (0, 1):
+        assert torch.equal(torch.load(tmp_path / f"rank{rank}.pt", weights_only=True), expected)
+
+
 def test_each_process_draws_a_disjoint_half_of_every_epoch():
     class Ranks:
         world_size = 2
@@ -166,6 +186,7 @@ def test_torchrun_trains_writes_once_and_resumes_to_the_uninterrupted_run(tmp_pa
     assert result.stdout.count("outputs in") == 1  # process 0 alone prints and writes
     checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert checkpoint["config"]["world_size"] == 2 and len(checkpoint["training"]["ranks"]) == 2
+    assert checkpoint["metrics"]["iw_processes"] == 2 and checkpoint["metrics"]["iw_neg_log_likelihood_se"] > 0
     launch("--resume", str(tmp_path / "resumed"), "--epochs", "3")
     launch(*quick, "--epochs", "3", "--out", str(tmp_path / "straight"))
     resumed, straight = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)

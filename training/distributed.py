@@ -147,3 +147,18 @@ def shard_order(data, batch_size: int, ranks, seed: int):
         sampler.set_epoch(epoch)
         return list(torch.tensor(list(sampler), device=data.train_values.device).split(batch_size))
     return order
+
+
+def sharded(estimate, ranks):
+    """``estimate(model, guide, x, y, **options)``, one value per image, computed by every process on
+    its share of the images (every N-th from its rank) and gathered by all in the images' order: the
+    importance-weighted evaluation, the costliest, divided among the processes."""
+
+    def on_shards(model, guide, x, y=None, **options):
+        mine = slice(ranks.rank, None, ranks.world_size)
+        part = estimate(model, guide, x[mine], None if y is None else y[mine], **options)
+        values = torch.empty(len(x), dtype=part.dtype)
+        for rank, values_of_rank in enumerate(ranks.gather(part.cpu())):
+            values[rank::ranks.world_size] = values_of_rank
+        return values.to(part.device)
+    return on_shards

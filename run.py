@@ -329,6 +329,7 @@ def open_resume(args, given: set):
     continues, those of ``RESUME_MAY_CHANGE`` taken from the command line; ``UsageError`` for a
     missing, unreadable or foreign checkpoint and for a flag that would change the run."""
     from training.checkpoint import CheckpointError, read_checkpoint
+    from training.distributed import launched_world_size
 
     folder = args.resume
     for clash in ("evaluate", "out"):
@@ -344,8 +345,6 @@ def open_resume(args, given: set):
     if not isinstance(checkpoint.get("training"), dict):
         raise UsageError(f"--resume {folder}: its checkpoint holds no training state (written before resuming "
                          "existed); it can only be evaluated, with --evaluate")
-    from training.distributed import launched_world_size
-
     processes, now = len(checkpoint["training"].get("ranks", [])) or 1, launched_world_size()
     if processes != now:
         launch = f"torchrun --nproc_per_node={processes} run.py" if processes > 1 else "python run.py"

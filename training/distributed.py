@@ -53,9 +53,6 @@ class SingleProcess:
     def broadcast(self, value):
         return value
 
-    def barrier(self) -> None:
-        pass
-
     def close(self) -> None:
         pass
 
@@ -96,9 +93,6 @@ class ProcessGroup(SingleProcess):
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def barrier(self) -> None:
-        dist.barrier()
-
     def close(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -122,7 +116,9 @@ class PyroFunction(nn.Module):
 
 class DistributedELBO:
     """The training loss of one process: Pyro's Trace_ELBO as an ``nn.Module`` of the model and
-    guide, wrapped in ``DistributedDataParallel``; called like the objectives of ``make_objective``."""
+    guide, wrapped in ``DistributedDataParallel``; called like the objectives of ``make_objective``.
+    Keep it alive until the backward pass is done: DDP's gradient all-reduce belongs to it, and a
+    temporary one (``DistributedELBO(...)(x).backward()``) silently leaves the gradients local."""
 
     def __init__(self, model, guide, ranks, num_particles: int = 1):
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)

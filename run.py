@@ -431,19 +431,24 @@ def main(argv=None) -> int:
     pyro.enable_validation(False)  # argument checks cost time in the hot loop; the tests run with them on
     try:
         if checkpoint is None:
-            return train_and_evaluate(args, data, device, out, resume, ranks)
-        return evaluate_checkpoint(args, checkpoint, data, trained, device, out)
-    except UsageError as error:  # found once the modules are built, before anything is written
+            status = train_and_evaluate(args, data, device, out, resume, ranks)
+        else:
+            status = evaluate_checkpoint(args, checkpoint, data, trained, device, out)
+    except UsageError as error:  # found once the modules are built (by every process), before any write
         if ranks.rank == 0:
             print(f"run.py: error: {error}", file=sys.stderr)
-        return 2
+        status = 2
     except KeyboardInterrupt:  # outside training, which stops on its own (stop_on_signals)
         saved = f"; the trained model is in {out}/checkpoint.pt: python run.py --resume {out} evaluates it" \
             if checkpoint is None else ""
         print(f"\nrun.py: interrupted{saved}", file=sys.stderr)
+        ranks.close(wait=False)
         return 130
-    finally:
-        ranks.close()
+    except BaseException:
+        ranks.close(wait=False)  # the other processes may be inside a collective: no barrier to wait at
+        raise
+    ranks.close()
+    return status
 
 
 def open_ranks(args):

@@ -72,6 +72,7 @@ def one_step_on_a_shard(rank: int, world: int, folder: str) -> None:
     loss = objective(x[mine])
     loss.backward()
     torch.save({"gradients": gradients(model, guide), "loss": ranks.sum(loss.detach())}, f"{folder}/rank{rank}.pt")
+    del loss, objective  # the graph holds DDP's reducer, which must go before its process group
     ranks.close()
 
 

@@ -53,7 +53,7 @@ class SingleProcess:
     def broadcast(self, value):
         return value
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         pass
 
 
@@ -93,8 +93,14 @@ class ProcessGroup(SingleProcess):
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Leave the group, with ``wait`` once every process is done with it (after an error, a peer may
+        be inside a collective, so do not wait). Free every DDP module first, and every graph that
+        holds one: a DDP reducer outliving its process group aborts the process ("terminate called
+        without an active exception")."""
         if dist.is_initialized():
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
 
 

@@ -347,9 +347,9 @@ def open_resume(args, given: set):
                          "existed); it can only be evaluated, with --evaluate")
     processes, now = len(checkpoint["training"].get("ranks", [])) or 1, launched_world_size()
     if processes != now:
-        launch = f"torchrun --nproc_per_node={processes} run.py" if processes > 1 else "python run.py"
         raise UsageError(f"--resume {folder}: the run was trained by {processes} process(es), and this launch has "
-                         f"{now}; each process resumes its own shards and random streams: {launch} --resume {folder}")
+                         f"{now}; each process resumes its own shards and random streams: {launch(processes)} "
+                         f"--resume {folder}")
     config = checkpoint["config"]
     resumed = argparse.Namespace(**vars(args))
     for key, value in config.items():
@@ -365,6 +365,11 @@ def open_resume(args, given: set):
     if resumed.epochs < done:
         raise UsageError(f"--resume {folder}: the run has done {done} epochs already; --epochs must be at least that")
     return checkpoint, resumed
+
+
+def launch(processes: int) -> str:
+    """The command that starts run.py in ``processes`` processes."""
+    return f"torchrun --nproc_per_node={processes} run.py" if processes > 1 else "python run.py"
 
 
 def check_resumed_data(args, data, checkpoint: dict) -> None:
@@ -545,14 +550,14 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
     except Interrupted as stop:
         if writer:
             print(f"run.py: interrupted: {stop}; {out}/checkpoint.pt holds that state: continue with "
-                  f"python run.py --resume {out}", file=sys.stderr)
+                  f"{launch(ranks.world_size)} --resume {out}", file=sys.stderr)
         return stop_requested.exit_status
     except NonFiniteSteps as stop:
         if writer:
             print(f"run.py: error: training stopped: {stop}; probable causes: a learning rate too high (--lr "
                   f"{args.lr}), a γ floor too low (--gamma-min {args.gamma_min}) or non-finite pixels; "
                   f"{out}/checkpoint.pt keeps the last good state (after epoch {stop.progress.epoch}): resume "
-                  f"from it with python run.py --resume {out} --lr {args.lr / 10:g} or --clip-norm 100",
+                  f"from it with {launch(ranks.world_size)} --resume {out} --lr {args.lr / 10:g} or --clip-norm 100",
                   file=sys.stderr)
         return 3
     seconds = history[-1]["seconds"] if history else 0.0

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from training.objectives import observed_y
-from training.warmup import ScaleSites
+from training.warmup import with_kl_scale
 
 DISTRIBUTED_GUIDES = ("amortized",)  # a local guide's per-image parameters and the semi-amortized
 # guide's inner optimisation are per process; refused rather than silently wrong
@@ -115,9 +115,7 @@ class PyroFunction(nn.Module):
 
     def forward(self, *args, kl_scale: float = 1.0, **kwargs):
         function = poutine.scale(getattr(self.owner, self.method), scale=self.scale)
-        if kl_scale != 1.0:
-            function = ScaleSites(kl_scale)(function)
-        return function(*args, **kwargs)
+        return with_kl_scale(function, kl_scale)(*args, **kwargs)
 
 
 class DistributedELBO:

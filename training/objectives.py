@@ -5,7 +5,7 @@ from pyro.infer import JitTrace_ELBO, Trace_ELBO
 
 from model.elbo import explicit_elbo
 from model.registration import registered
-from training.warmup import ScaleSites
+from training.warmup import with_kl_scale
 
 OBJECTIVES = {
     "pyro": "Pyro's Trace_ELBO (Monte-Carlo log p − log q over every site)",
@@ -22,11 +22,8 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
 
         def loss(x, y=None, kl_scale=1.0, index=None):
-            y = observed_y(model, guide, x, y)
-            if kl_scale == 1.0:
-                return elbo.differentiable_loss(model.model, guide.guide, x, y, index=index)
-            scaled = ScaleSites(kl_scale)
-            return elbo.differentiable_loss(scaled(model.model), scaled(guide.guide), x, y, index=index)
+            return elbo.differentiable_loss(with_kl_scale(model.model, kl_scale), with_kl_scale(guide.guide, kl_scale),
+                                            x, observed_y(model, guide, x, y), index=index)
     elif name == "pyro-jit":
         elbo = JitTrace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1,
                              ignore_jit_warnings=True)

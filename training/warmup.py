@@ -19,6 +19,11 @@ class ScaleSites(Messenger):
             msg["scale"] = self.scale * msg["scale"]
 
 
+def with_kl_scale(fn, scale: float):
+    """``fn`` (a model or guide) with its KL sites scaled by ``scale``; ``fn`` itself at scale 1."""
+    return fn if scale == 1.0 else ScaleSites(scale)(fn)
+
+
 def kl_scale(epoch: int, fraction: float, warmup_epochs: int) -> float:
     """β at ``fraction`` ∈ (0, 1] of epoch ``epoch`` (counted from 1): linear from 0 to 1 over
     ``warmup_epochs`` epochs, then 1."""

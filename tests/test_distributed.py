@@ -4,6 +4,7 @@ The processes are started with ``torch.multiprocessing``; each writes what it ho
 the test then compares.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,6 @@ from pathlib import Path
 import pyro
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
@@ -50,6 +50,27 @@ def union_batch():
     return x, {"u": torch.randn(2 * BATCH, 4, generator=generator), "z": torch.randn(2 * BATCH, 8, generator=generator)}
 
 
+def threads() -> int:
+    """The threads this process runs now, native ones included (gloo's are)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def join(rank: int, world: int, folder: str) -> tuple[ProcessGroup, int]:
+    """This process's place in a gloo group of ``world`` processes met through a file in ``folder``,
+    and the number of threads that the group started."""
+    before = threads()
+    ranks = ProcessGroup("cpu", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
+    return ranks, threads() - before
+
+
+def leave(ranks: ProcessGroup, started: int) -> int:
+    """Close the group; how many of the threads it started still run (0 when its backend was freed:
+    one left running can abort the process as Python shuts down)."""
+    running = threads()
+    ranks.close()
+    return started - (running - threads())
+
+
 def models():
     pyro.set_rng_seed(0)
     return build_model_and_guide(CONFIG, (1, 8, 8))
@@ -62,8 +83,7 @@ def gradients(model, guide) -> list[torch.Tensor]:
 def one_step_on_a_shard(rank: int, world: int, folder: str) -> None:
     """One DDP step of the −ELBO on this process's half of the union batch, with its half of the noise."""
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
-    ranks = ProcessGroup("cpu")
+    ranks, started = join(rank, world, folder)
     model, guide = models()
     x, noise = union_batch()
     mine = slice(rank * BATCH, (rank + 1) * BATCH)
@@ -71,9 +91,9 @@ def one_step_on_a_shard(rank: int, world: int, folder: str) -> None:
     objective = DistributedELBO(model, guide, ranks)  # kept alive: DDP's reducer must outlive the backward pass
     loss = objective(x[mine])
     loss.backward()
-    torch.save({"gradients": gradients(model, guide), "loss": ranks.sum(loss.detach())}, f"{folder}/rank{rank}.pt")
+    held = {"gradients": gradients(model, guide), "loss": ranks.sum(loss.detach())}
     del loss, objective  # the graph holds DDP's reducer, which must go before its process group
-    ranks.close()
+    torch.save({**held, "threads_left": leave(ranks, started)}, f"{folder}/rank{rank}.pt")
 
 
 def test_one_two_process_step_is_one_single_process_step_on_the_union_batch(tmp_path):
@@ -86,6 +106,7 @@ def test_one_two_process_step_is_one_single_process_step_on_the_union_batch(tmp_
     expected = gradients(model, guide)
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert got["threads_left"] == 0  # closing the group ended its threads, DDP notwithstanding
         # each process's loss is scaled by 2 (its ELBO counts for the union): their sum is twice the union's
         assert torch.allclose(got["loss"], 2 * loss.detach(), rtol=1e-5)
         for g, e in zip(got["gradients"], expected, strict=True):
@@ -101,8 +122,7 @@ def first_images(n: int):
 def train_on_shards(rank: int, world: int, folder: str) -> None:
     """Two epochs of the real loop on this process's shards of 200 digits; rank 0 keeps the checkpoint state."""
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
-    ranks = ProcessGroup("cpu")
+    ranks, started = join(rank, world, folder)
     model, guide = models()
     pyro.set_rng_seed(100 + rank)  # each process its own draws
     data = first_images(200)
@@ -111,13 +131,14 @@ def train_on_shards(rank: int, world: int, folder: str) -> None:
                     progress=False, ranks=ranks, order=shard_order(data, BATCH, ranks, seed=0),
                     checkpoint=saved.append if rank == 0 else None)
     torch.save({"srvae": model.state_dict(), "guide": guide.state_dict(), "history": history,
-                "checkpoint": saved[-1] if saved else None}, f"{folder}/rank{rank}.pt")
-    ranks.close()
+                "checkpoint": saved[-1] if saved else None, "threads_left": leave(ranks, started)},
+               f"{folder}/rank{rank}.pt")
 
 
 def test_two_processes_hold_identical_parameters_after_training_and_agree_on_the_loss(tmp_path):
     mp.spawn(train_on_shards, args=(2, str(tmp_path)), nprocs=2)
     zero, one = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert zero["threads_left"] == one["threads_left"] == 0
     for part in ("srvae", "guide"):
         for key, value in zero[part].items():
             assert torch.equal(value, one[part][key]), key
@@ -144,18 +165,18 @@ def per_image_sums(model, guide, x, y=None, **options):
 
 
 def gather_sums(rank: int, world: int, folder: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
-    ranks = ProcessGroup("cpu")
+    ranks, started = join(rank, world, folder)
     x = load_dataset("digits").test_images()[:7]  # 4 images for process 0, 3 for process 1
-    torch.save(sharded(per_image_sums, ranks)(None, None, x), f"{folder}/rank{rank}.pt")
-    ranks.close()
+    values = sharded(per_image_sums, ranks)(None, None, x)
+    torch.save({"values": values, "threads_left": leave(ranks, started)}, f"{folder}/rank{rank}.pt")
 
 
 def test_a_sharded_estimate_gives_every_process_all_values_in_the_images_order(tmp_path):
     mp.spawn(gather_sums, args=(2, str(tmp_path)), nprocs=2)
     expected = per_image_sums(None, None, load_dataset("digits").test_images()[:7])
     for rank in (0, 1):
-        assert torch.equal(torch.load(tmp_path / f"rank{rank}.pt", weights_only=True), expected)
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert torch.equal(got["values"], expected) and got["threads_left"] == 0
 
 
 def test_each_process_draws_a_disjoint_half_of_every_epoch():

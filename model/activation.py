@@ -6,6 +6,11 @@ K = 1000 importance-weighted evaluation of the digits test set 1.4× faster for 
 model (6.8 → 4.8 s in one process, half its inputs negative); for the trained default model two
 separate runs took 6.1 and 5.7 s, within the machine's drift. exp(h) − 1 differs from expm1(h)
 by at most 6e-8 absolute; the default run's metrics move by about 1e-6.
+
+Both passes are written with ``clamp`` rather than ``where``, which is slow here (17 µs for a
+64 × 256 batch against 2 µs for a clamp): max(h, 0) + (exp(min(h, 0)) − 1) is the same sum, bit
+for bit, as the two branches (one of its terms is exactly 0), and it made the forward pass 1.5×
+and the backward pass 4.6× faster.
 """
 
 import torch
@@ -13,19 +18,19 @@ from torch import nn
 
 
 class _ELUFunction(torch.autograd.Function):
-    """out = h (h > 0), exp(min(h, 0)) − 1 (h ≤ 0); d out / dh = 1 (h > 0), out + 1 (h ≤ 0).
-    The clamp keeps the unused branch finite."""
+    """out = max(h, 0) + (exp(min(h, 0)) − 1): h for h > 0, eʰ − 1 otherwise;
+    d out / dh = min(out, 0) + 1: 1 for h > 0, out + 1 otherwise."""
 
     @staticmethod
     def forward(ctx, h):
-        out = torch.where(h > 0, h, h.clamp(max=0).exp() - 1)
+        out = h.clamp(min=0) + (h.clamp(max=0).exp() - 1)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad * torch.where(out > 0, 1.0, out + 1)
+        return grad * (out.clamp(max=0) + 1)
 
 
 class ELU(nn.Module):

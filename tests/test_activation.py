@@ -17,3 +17,14 @@ def test_matches_torch_elu_and_its_gradient_over_a_wide_range():
 def test_gradcheck_in_double_precision():
     h = torch.randn(64, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(ELU(), (h,))
+
+
+def test_the_clamp_sum_is_the_two_branches_bit_for_bit_special_values_included():
+    h = torch.cat([torch.randn(100_000, generator=torch.Generator().manual_seed(0)) * 10,
+                   torch.tensor([0.0, -0.0, 1e-30, -1e-30, float("inf"), float("-inf"), float("nan")])])
+    branches = torch.where(h > 0, h, h.clamp(max=0).exp() - 1)
+    out = ELU()(h.requires_grad_())
+    assert torch.allclose(out, branches, rtol=0, atol=0, equal_nan=True)  # equal, NaN where NaN
+    (grad,) = torch.autograd.grad(out.sum(), h)
+    branch_grad = torch.where(branches > 0, 1.0, branches + 1)
+    assert torch.allclose(grad, branch_grad, rtol=0, atol=0, equal_nan=True)

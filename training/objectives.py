@@ -1,6 +1,8 @@
 """Training objectives: each is a loss(x, y, kl_scale) → −ELBO summed over the batch, differentiable,
 with the KL terms multiplied by ``kl_scale`` (β of the KL warm-up; 1 is the ELBO itself)."""
 
+import warnings
+
 from pyro.infer import JitTrace_ELBO, Trace_ELBO
 
 from model.elbo import explicit_elbo
@@ -25,6 +27,9 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
             return elbo.differentiable_loss(with_kl_scale(model.model, kl_scale), with_kl_scale(guide.guide, kl_scale),
                                             x, observed_y(model, guide, x, y), index=index)
     elif name == "pyro-jit":
+        # JitTrace_ELBO compiles with torch.jit.trace, which torch 2.14 marks deprecated on every trace;
+        # the estimator is tested against Trace_ELBO, so the warning only repeats what is known
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace` is deprecated", category=FutureWarning)
         elbo = JitTrace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1,
                              ignore_jit_warnings=True)
         model_fn, guide_fn = registered(model.model, model), registered(guide.guide, guide)  # parameters as inputs

@@ -21,6 +21,7 @@ import torch
 
 from bench.plain import plain_neg_elbo
 from training.build import build_model_and_guide
+from training.loop import adam
 from training.objectives import make_objective
 
 CONFIG = {"guide": "amortized", "prior": "normal", "components": 10, "latent_u": 4, "latent_z": 8, "hidden": 256,
@@ -39,7 +40,7 @@ def models(arch, shape, device):
 def step_times(arch, shape, batch, device, repeats, steps) -> dict:
     """Median seconds per training step (loss, backward, Adam) of each objective on one batch."""
     model, guide = models(arch, shape, device)
-    optimizer = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=1e-3)
+    optimizer = adam([*model.parameters(), *guide.parameters()], lr=1e-3)  # the training loop's
     x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     pyro_loss, jit_loss = make_objective("pyro", model, guide), make_objective("pyro-jit", model, guide)
     losses = {"Trace_ELBO": lambda: pyro_loss(x), "JitTrace_ELBO": lambda: jit_loss(x),

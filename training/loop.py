@@ -31,6 +31,13 @@ class Interrupted(TrainingStopped):
     """``should_stop()`` asked for a stop (Ctrl-C, SIGTERM); a checkpoint of the state at the stop was written."""
 
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with its fused kernel: one pass over all parameters instead of a dozen small ops per
+    tensor. For the digits MLP (32 tensors) the step takes 0.26 ms against 0.85 ms, about an eighth
+    of the whole training step (issue 6). The same update up to rounding."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
 def gradient_norm(params, clip_norm: float | None) -> torch.Tensor:
     """‖∇‖₂ over every parameter's gradient, clipped to ``clip_norm`` when given (the norm returned is
     the one before clipping)."""
@@ -74,7 +81,7 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
     ``checkpoint`` then holds every process's progress and random streams under ``"ranks"``.
     """
     params = list(model.parameters()) + list(guide.parameters())
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = adam(params, lr)
     device = device or data.train_values.device
     ranks = ranks or SingleProcess()
     order = order or (lambda epoch: epoch_order(data, batch_size))

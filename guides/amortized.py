@@ -59,10 +59,15 @@ class AmortizedGuide(DownscalingGuide):
 
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``SRVAE.model``. y is a ``Delta`` site at d(x) (log-density 0)
-        unless the model observes it (paired data); z is inferred only when x is seen."""
+        unless the model observes it (paired data); z is inferred only when x is seen.
+
+        q(u | y) is computed from d(x) itself, not from the site's value: under a plate of draws
+        that value is d(x) repeated once per draw, and the encoder would run on every copy (a
+        quarter of the arithmetic of the K = 1000 evaluation, issue 6)."""
         with data_plate(x, y, num_images):
             if y is None:
-                y = pyro.sample("y", dist.Delta(self.d(x), event_dim=3))
+                y = self.d(x)
+                pyro.sample("y", dist.Delta(y, event_dim=3))
             pyro.sample("u", self.q_u_given_y(y))
             if x is not None:
                 pyro.sample("z", self.q_z_given_x(x))

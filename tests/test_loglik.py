@@ -8,7 +8,7 @@ import torch
 from conftest import mean_and_se
 
 from data import downscale
-from evaluation.loglik import active_units, importance_weighted_log_likelihood
+from evaluation.loglik import active_units, importance_weighted_log_likelihood, log_weights
 from guides import build_guide
 from model import SRVAE, build_prior, explicit_elbo
 from model.networks import Architecture
@@ -117,3 +117,21 @@ def test_rejects_a_non_positive_k(trained, x):
     srvae, guide = trained
     with pytest.raises(ValueError, match="must be positive"):
         importance_weighted_log_likelihood(srvae, guide, x, num_samples=0)
+
+
+def test_the_encoder_of_y_runs_once_per_image_not_once_per_draw(trained, x):
+    """Issue 6: under a plate of K draws the guide's y site holds d(x) K times; q(u | y) is computed
+    from the N images, and the log-weights are those of the encoder run on every copy."""
+    srvae, guide = trained
+    seen = []
+    hook = guide.q_u_given_y.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+    try:
+        torch.manual_seed(5)
+        lw = log_weights(srvae, guide, x, num_samples=7)
+    finally:
+        hook.remove()
+    assert seen == [torch.Size([64, 1, 4, 4])] and lw.shape == (7, 64)
+    per_copy = copy.deepcopy(guide)  # the encoder run on the K copies of y, as before the change
+    per_copy.d = lambda images: downscale(images).expand(7, -1, -1, -1, -1)
+    torch.manual_seed(5)
+    assert torch.allclose(log_weights(srvae, per_copy, x, num_samples=7), lw, rtol=1e-5, atol=1e-3)

@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "most CPUs); the explicit-ELBO cross-check still passes under it (tests/test_amp.py); "
                         "evaluation stays float32")
     t.add_argument("--clip-norm", type=positive(float), default=None, metavar="C",
-                   help="clip the gradient's global L2 norm to C before each Adam step [no clipping]")
+                   help="clip the gradient's global L2 norm to C before each Adam step; a few times the "
+                        "grad_norm_median of history.csv guards against late breakdowns [no clipping]")
     t.add_argument("--max-bad-steps", type=positive(int), default=10, metavar="N",
                    help="a step with a non-finite loss or gradient is skipped and counted; stop (exit 3) after N "
                         "in a row, keeping the last good checkpoint [%(default)s]")

@@ -148,3 +148,14 @@ def test_diverging_training_stops_with_exit_3_and_keeps_the_last_good_checkpoint
     assert checkpoint["training"]["progress"]["steps_done"] == 0  # the state before the first step: the last good one
     assert all(torch.isfinite(v).all() for v in checkpoint["srvae"].values())
     assert not (out / "metrics.json").exists()
+
+
+def test_history_rows_from_an_older_checkpoint_keep_their_place_with_empty_new_columns(tmp_path):
+    """A run resumed from a checkpoint written before the gradient-norm columns: every column is
+    written, the old rows' missing cells empty."""
+    from training.checkpoint import write_history
+
+    write_history(tmp_path / "history.csv", [{"epoch": 1, "train_loss": 2.5},
+                                             {"epoch": 2, "train_loss": 2.0, "grad_norm_median": 3.0}])
+    assert (tmp_path / "history.csv").read_text().splitlines() == [
+        "epoch,train_loss,grad_norm_median", "1,2.5,", "2,2.0,3.0"]

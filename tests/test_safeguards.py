@@ -59,3 +59,26 @@ def test_gradient_clipping_bounds_the_global_norm_and_reports_the_norm_before_it
     assert gradient_norm(params, 1.0).item() == 5.0
     clipped = torch.cat([p.grad.flatten() for p in params])
     assert abs(clipped.norm().item() - 1.0) < 1e-6 and torch.allclose(clipped[:1], torch.tensor([0.6]))
+
+
+def test_history_records_each_epochs_median_and_largest_gradient_norm(digits, monkeypatch):
+    """The loop's own norms of the good steps, before clipping: their median and maximum per epoch."""
+    import training.loop
+
+    seen = []
+
+    def recorded(params, clip_norm):
+        norm = gradient_norm(params, clip_norm)
+        seen.append(norm.item())
+        return norm
+
+    monkeypatch.setattr(training.loop, "gradient_norm", recorded)
+    srvae, guide = build()
+    history = train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=2, batch_size=256, lr=1e-3,
+                    progress=False, clip_norm=1.0)
+    steps = len(seen) // 2
+    assert len(seen) == 2 * steps == 12
+    for row, norms in zip(history, (seen[:steps], seen[steps:]), strict=True):
+        norms = torch.tensor(norms, dtype=torch.float64)
+        assert row["grad_norm_median"] == norms.median().item() and row["grad_norm_max"] == norms.max().item()
+        assert row["grad_norm_max"] > 1.0  # norms before clipping to 1

@@ -39,9 +39,10 @@ def write_json(path, value) -> None:
 
 
 def write_history(path, history: list[dict]) -> None:
-    """The history rows as CSV, the columns those of the first row."""
+    """The history rows as CSV: every column any row has, in the order they first appear (rows of a run
+    resumed from an older checkpoint may lack later columns: left empty)."""
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=list(history[0]))
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(key for row in history for key in row)))
     writer.writeheader()
     writer.writerows(history)
     write_atomically(path, text.getvalue().encode())

@@ -58,7 +58,7 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
 
     Returns one history row per epoch: the mean training loss per image, a one-sample explicit
     −ELBO per image on ``test_x`` (paired with ``test_y``, if given; for the loss curves), γ₁, γ₂,
-    the steps skipped and the elapsed seconds.
+    the steps skipped, the median and largest gradient norm, and the elapsed seconds.
     ``progress`` shows a bar; ``on_epoch(row)`` is called after each epoch. With ``kl_warmup`` > 0
     the KL terms of the training loss are scaled by β rising linearly from 0 to 1 over that many
     epochs (recorded as ``kl_scale``); the test −ELBO is never scaled. With ``amp`` the training
@@ -117,11 +117,12 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss = loss.detach()
-            finite = torch.isfinite(loss) & torch.isfinite(gradient_norm(params, clip_norm))
+            norm = gradient_norm(params, clip_norm)
+            finite = torch.isfinite(loss) & torch.isfinite(norm)
             finite, stop = ranks.agree(finite, should_stop is not None and should_stop())  # one sync per step
             if finite:
                 optimizer.step()
-                state.good_step(loss / ranks.world_size, len(index))  # DistributedELBO scales by the processes
+                state.good_step(loss / ranks.world_size, len(index), norm)  # DistributedELBO scales by the processes
             else:
                 state.bad_step()
                 if state.in_a_row >= max_bad_steps:
@@ -137,7 +138,7 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
         images = ranks.count(state.images)
         row = {"epoch": epoch, "train_loss": ranks.sum(state.total).item() / max(images, 1),
                "kl_scale": kl_scale(epoch, 1.0, kl_warmup),
-               "skipped_steps": state.skipped}
+               "skipped_steps": state.skipped, **state.gradient_norms()}
         if test_x is not None and getattr(guide, "amortized", True):  # a local guide knows only its own images
             with torch.no_grad():
                 test = -explicit_elbo(model, guide.guide, test_x, test_y).elbo.mean()

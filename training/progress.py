@@ -6,21 +6,23 @@ import torch
 class Progress:
     """The loop's position and running sums: ``epoch`` epochs done, ``step`` steps of the next one
     done, taken in the batch ``order`` drawn for it; the summed loss (``total``) and image count of
-    its good steps; steps skipped in it and in a row; steps done and seconds spent in all; the
-    history rows of the finished epochs."""
+    its good steps, and their gradient norms (``norms``); steps skipped in it and in a row; steps done
+    and seconds spent in all; the history rows of the finished epochs."""
 
     def __init__(self):
         self.epoch, self.step, self.order = 0, 0, None
         self.total, self.images, self.skipped, self.in_a_row = None, 0, 0, 0
+        self.norms = []
         self.steps_done, self.seconds, self.history = 0, 0.0, []
 
     def start_epoch(self, order: list, device) -> None:
         self.order, self.step = order, 0
         self.total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
-        self.images, self.skipped = 0, 0
+        self.images, self.skipped, self.norms = 0, 0, []
 
-    def good_step(self, loss: torch.Tensor, images: int) -> None:
+    def good_step(self, loss: torch.Tensor, images: int, norm: torch.Tensor) -> None:
         self.total += loss
+        self.norms.append(norm)  # kept on the device: no sync per step
         self.images += images
         self.in_a_row = 0
 
@@ -28,8 +30,17 @@ class Progress:
         self.skipped += 1
         self.in_a_row += 1
 
+    def gradient_norms(self) -> dict:
+        """The median and the largest gradient norm of the epoch's good steps (before clipping): a
+        breakdown shows as a largest norm orders of magnitude above the median, and ``--clip-norm``
+        is best set a few times the median of a stable run."""
+        if not self.norms:
+            return {"grad_norm_median": float("nan"), "grad_norm_max": float("nan")}
+        norms = torch.stack(self.norms).double().cpu()
+        return {"grad_norm_median": norms.median().item(), "grad_norm_max": norms.max().item()}
+
     def end_epoch(self, epoch: int, row: dict) -> None:
-        self.epoch, self.step, self.order, self.total = epoch, 0, None, None
+        self.epoch, self.step, self.order, self.total, self.norms = epoch, 0, None, None, []
         self.history.append(row)
 
     def to_dict(self) -> dict:
@@ -37,7 +48,8 @@ class Progress:
         return {"epoch": self.epoch, "step": self.step, "steps_done": self.steps_done, "seconds": self.seconds,
                 "order": None if self.order is None else [index.cpu() for index in self.order],
                 "total": None if self.total is None else self.total.cpu(), "images": self.images,
-                "skipped": self.skipped, "in_a_row": self.in_a_row, "history": list(self.history)}
+                "skipped": self.skipped, "in_a_row": self.in_a_row, "history": list(self.history),
+                "norms": torch.stack(self.norms).cpu() if self.norms else torch.zeros(0)}
 
     @classmethod
     def from_dict(cls, saved: dict, data_device, device) -> "Progress":
@@ -50,4 +62,5 @@ class Progress:
         if saved["order"] is not None:
             state.order = [index.to(data_device) for index in saved["order"]]
             state.total = saved["total"].to(device)
+            state.norms = list(saved.get("norms", torch.zeros(0)).to(device))  # absent before the column existed
         return state

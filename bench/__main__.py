@@ -98,37 +98,74 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def iw_evaluation(device, samples=1000) -> dict:
+def iw_evaluation(device, samples=1000, repeats=3) -> dict:
     """The K-sample importance-weighted log-likelihood of the digits test set: vectorized over the
-    samples (chunked) against a loop over them, both giving the same estimator."""
+    samples (chunked) against a loop over them, both giving the same estimator (medians of
+    ``repeats`` interleaved runs)."""
     from data import load_dataset
     from evaluation.loglik import importance_weighted_log_likelihood, log_weights
 
     model, guide = models("mlp", (1, 8, 8), device)
     x = load_dataset("digits").to(device).test_images()
-    with torch.no_grad():
-        importance_weighted_log_likelihood(model, guide, x[:16], num_samples=samples)  # warm-up
-        synchronize(device)
-        start = time.perf_counter()
+
+    def vectorized_run():
         importance_weighted_log_likelihood(model, guide, x, num_samples=samples)
-        synchronize(device)
-        vectorized = time.perf_counter() - start
-        start = time.perf_counter()
+
+    def loop_run():
         loop = torch.stack([log_weights(model, guide, x, num_samples=1)[0] for _ in range(samples)])
         torch.logsumexp(loop, 0) - math.log(samples)
-        synchronize(device)
-        looped = time.perf_counter() - start
+
+    with torch.no_grad():
+        importance_weighted_log_likelihood(model, guide, x[:16], num_samples=samples)  # warm-up
+        times = {vectorized_run: [], loop_run: []}
+        for _ in range(repeats):
+            for run, seconds in times.items():
+                synchronize(device)
+                start = time.perf_counter()
+                run()
+                synchronize(device)
+                seconds.append(time.perf_counter() - start)
+        vectorized, looped = (statistics.median(seconds) for seconds in times.values())
         few = x[:4]  # a loop over samples and over images, one draw of one image per call
         start = time.perf_counter()
         for image in few.split(1):
             torch.logsumexp(torch.cat([log_weights(model, guide, image)[0] for _ in range(samples)]), 0)
         synchronize(device)
         per_image_loop = (time.perf_counter() - start) / len(few)
+        flops = matmul_flops(vectorized_run)
+        loop_flops = matmul_flops(lambda: log_weights(model, guide, x, num_samples=1)) * samples
+    peak = matmul_rate(device, rows=64 * 64, width=CONFIG["hidden"])
     return {"images": len(x), "samples": samples, "vectorized_seconds": vectorized, "loop_seconds": looped,
             "images_per_second": len(x) / vectorized, "speedup": looped / vectorized,
             "loop_per_image_seconds_per_image": per_image_loop,
             "speedup_over_per_image_loop": per_image_loop / (vectorized / len(x)),
+            "matmul_gflop": flops / 1e9, "loop_matmul_gflop": loop_flops / 1e9,
+            "matmul_peak_gflop_per_second": peak / 1e9, "matmul_floor_seconds": flops / peak,
+            "largest_possible_speedup": looped / (flops / peak),
             "peak_memory_mb": iw_peak_memory(device, samples)}
+
+
+def matmul_flops(fn) -> int:
+    """Floating-point operations of the matrix products (linear layers, convolutions) that ``fn`` runs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_rate(device, rows: int, width: int, repeats: int = 50) -> float:
+    """FLOP/s of a bare (rows × width) @ (width × width) product, the shape of the evaluation's
+    hidden layers: what this machine's matrix products reach at best."""
+    a, b = torch.randn(rows, width, device=device), torch.randn(width, width, device=device)
+    for _ in range(5):
+        a @ b
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronize(device)
+    return 2 * rows * width * width * repeats / (time.perf_counter() - start)
 
 
 def iw_peak_memory(device, samples) -> float:
@@ -222,12 +259,16 @@ def main(argv=None) -> int:
     floor = report["pyro_floor"] = pyro_floor(args.device)
     print(f"\nPyro's machinery alone (the same sites and plate, no networks), batch {floor['batch']}: "
           f"{floor['step_ms']:.2f} ms per Trace_ELBO step")
-    iw = report["importance_weighted"] = iw_evaluation(args.device)
+    iw = report["importance_weighted"] = iw_evaluation(args.device, repeats=1 if args.quick else 3)
     print(f"\nIW log p(x, y), K = {iw['samples']}, {iw['images']} digits test images: vectorized "
           f"{iw['vectorized_seconds']:.2f} s ({iw['images_per_second']:.0f} images/s), loop over samples "
           f"{iw['loop_seconds']:.2f} s: {iw['speedup']:.1f}× faster; one image and one sample per call "
           f"{iw['loop_per_image_seconds_per_image']:.2f} s per image: {iw['speedup_over_per_image_loop']:.0f}× "
           f"faster; peak memory +{iw['peak_memory_mb']:.0f} MB")
+    print(f"  its matrix products: {iw['matmul_gflop']:.0f} GFLOP (the loop's {iw['loop_matmul_gflop']:.0f}); at the "
+          f"{iw['matmul_peak_gflop_per_second']:.0f} GFLOP/s of a bare product of their shape they alone take "
+          f"{iw['matmul_floor_seconds']:.2f} s, so no vectorization can be more than "
+          f"{iw['largest_possible_speedup']:.1f}× faster than that loop here")
     scaling = report["epoch_scaling"] = epoch_scaling(args.device, repeats=2 if args.quick else 3)
     print("epoch time against data size: " + ", ".join(f"{k} ({v['images']} images) {v['seconds']:.2f} s = "
                                                        f"{v['ratio_to_1x']:.2f}× the 1×" for k, v in scaling.items()))

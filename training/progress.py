@@ -49,7 +49,7 @@ class Progress:
                 "order": None if self.order is None else [index.cpu() for index in self.order],
                 "total": None if self.total is None else self.total.cpu(), "images": self.images,
                 "skipped": self.skipped, "in_a_row": self.in_a_row, "history": list(self.history),
-                "norms": torch.stack(self.norms).cpu() if self.norms else torch.zeros(0)}
+                "norms": torch.stack(self.norms).cpu() if self.norms else torch.zeros(0, device="cpu")}
 
     @classmethod
     def from_dict(cls, saved: dict, data_device, device) -> "Progress":
@@ -62,5 +62,6 @@ class Progress:
         if saved["order"] is not None:
             state.order = [index.to(data_device) for index in saved["order"]]
             state.total = saved["total"].to(device)
-            state.norms = list(saved.get("norms", torch.zeros(0)).to(device))  # absent before the column existed
+            if "norms" in saved:  # absent before the gradient-norm columns existed
+                state.norms = list(saved["norms"].to(device))
         return state

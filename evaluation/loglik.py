@@ -39,7 +39,7 @@ def importance_weighted_log_likelihood(model, guide, x, y=None, num_samples=1000
     ``sample_chunk`` at a time and images ``image_chunk`` at a time, so peak memory depends on
     the chunk sizes, not on K or on the number of images. 64 × 64 draws per pass, as for the
     ELBO, keep the activations small enough for the CPU's caches: K = 1000 on the digits test set
-    took 1.4–1.6 s this way against 2.0–3.2 s with 50 × 256 and 6.3 s with 250 × 256 (issue 6).
+    took 1.4–1.6 s this way against 2.0–3.8 s with 50 × 256 and 6.3 s with 250 × 256 (issue 6).
     Larger images take fewer draws per pass (``per_pass``).
     """
     if num_samples < 1:

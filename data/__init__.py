@@ -4,7 +4,7 @@ from data.benchmarks import BENCHMARKS, load_benchmark
 from data.digits import load_digits
 from data.downscale import DOWNSCALE_MODES, downscale, quantize, upsample
 from data.errors import DataError
-from data.folder import load_folder
+from data.folder import SPLITS, load_folder
 from data.images import ImageData
 
 DATASETS = {
@@ -17,16 +17,17 @@ DATASETS = {
 
 
 def load_dataset(name: str, data_dir="data", download: bool = False, scale: int = 2,
-                 crop: int | None = None) -> ImageData:
-    """The data set ``name``; raises ``DataError`` (one line) when its files are missing or bad."""
+                 crop: int | None = None, split: str = "auto", augment: bool = False) -> ImageData:
+    """The data set ``name``; raises ``DataError`` (one line) when its files are missing or bad.
+    ``split`` and ``augment`` concern the ``folder`` data set (``data.folder``)."""
     if name == "digits":
         return load_digits()
     if name in BENCHMARKS:
         return load_benchmark(name, data_dir, download)
     if name == "folder":
-        return load_folder(data_dir, scale, crop)
+        return load_folder(data_dir, scale, crop, split=split, augment=augment)
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
-__all__ = ["DATASETS", "DOWNSCALE_MODES", "DataError", "ImageData", "downscale", "load_dataset", "quantize",
+__all__ = ["DATASETS", "DOWNSCALE_MODES", "SPLITS", "DataError", "ImageData", "downscale", "load_dataset", "quantize",
            "upsample"]

@@ -1,4 +1,5 @@
-"""Matching random crops of HR images and their LR images (issue 5, the ``folder`` data set)."""
+"""Matching random crops of HR images and their LR images, and their random symmetries (the ``folder``
+data set)."""
 
 import torch
 
@@ -25,3 +26,15 @@ def crop_pairs(x: torch.Tensor, y: torch.Tensor | None, size: int, scale: int, g
     left = torch.randint(0, w // scale - lr_size + 1, (n,), generator=generator, device=device)
     x_patch = crop(x, top * scale, left * scale, size)
     return x_patch, None if y is None else crop(y, top, left, lr_size)
+
+
+def symmetries(x: torch.Tensor, y: torch.Tensor | None):
+    """Each image of x (and its y) under one of the 8 symmetries of the square, drawn uniformly per image
+    with the global torch RNG: a transpose, then a flip of the rows and one of the columns, each with
+    probability ½. Square images only; area downscaling commutes with all of them, so y = d(x) still holds."""
+    flips = torch.rand(3, x.shape[0], device=x.device) < 0.5
+    pairs = [x] if y is None else [x, y]
+    for k, flip in enumerate(flips):
+        mask = flip[:, None, None, None]
+        pairs = [torch.where(mask, image.transpose(-1, -2) if k == 0 else image.flip(-k), image) for image in pairs]
+    return pairs[0], None if y is None else pairs[1]

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from data.crops import crop_pairs
+from data.crops import crop_pairs, symmetries
 
 
 @dataclass
@@ -20,7 +20,8 @@ class ImageData:
     (the discretized likelihood). ``train_lr``/``test_lr`` hold paired LR images y (a folder with
     ``lr/``), normalized exactly like x; without them y = d(x). With ``crop`` = P, every HR image
     gives a P×P patch and its LR image the matching (P/s)×(P/s) patch: random per training batch,
-    fixed per test image.
+    fixed per test image. With ``augment``, each training crop is also flipped and rotated by a
+    random one of the 8 symmetries of the square (x and y alike).
     """
 
     name: str
@@ -37,6 +38,7 @@ class ImageData:
     test_lr: torch.Tensor | None = None
     crop: int | None = None
     scale: int = 2
+    augment: bool = False
 
     def __post_init__(self):
         channels = self.train_values.shape[1]
@@ -133,6 +135,8 @@ class ImageData:
         y = None if lr is None else self._dequantized(lr)
         if self.crop:
             x, y = crop_pairs(x, y, self.crop, self.scale)
+        if self.augment:
+            x, y = symmetries(x, y)
         return x, y
 
     def train_batch(self, index: torch.Tensor) -> torch.Tensor:

@@ -23,17 +23,36 @@ def loss_curves(history: list[dict], path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def to_display(image: torch.Tensor):
-    """(C, H, W) in [0, 1] → an array imshow draws: RGB for 3 channels, else the channel mean."""
+def to_display(image: torch.Tensor, rgb=None, stretch=None):
+    """(C, H, W) in [0, 1] → an array imshow draws: the bands ``rgb`` (three indices) as red, green and
+    blue, else RGB for 3 channels, else the channel mean. ``stretch`` = (low, high) per shown channel
+    maps low…high to 0…1 (a quicklook's contrast stretch)."""
     image = image.detach().float().cpu()
-    if image.shape[0] == 3:
-        return image.permute(1, 2, 0).clamp(0, 1).numpy()
-    return image.mean(0).numpy()
+    if rgb is None and image.shape[0] == 3:
+        rgb = (0, 1, 2)
+    shown = image[list(rgb)] if rgb is not None else image.mean(0, keepdim=True)
+    if stretch is not None:
+        low, high = stretch
+        shown = (shown - low[:, None, None]) / (high - low).clamp(min=1e-6)[:, None, None]
+    shown = shown.clamp(0, 1)
+    return shown.permute(1, 2, 0).numpy() if rgb is not None else shown[0].numpy()
 
 
-def image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str = "", heat: tuple[str, ...] = ()) -> None:
+def percentile_stretch(images: torch.Tensor, rgb=None, percent: float = 2.0):
+    """Per shown channel, the ``percent`` and 100 − ``percent`` percentiles of ``images`` (N, C, H, W):
+    the contrast stretch of a quicklook, so dark reflectances are visible."""
+    images = images.detach().float().cpu()
+    shown = images[:, list(rgb)] if rgb is not None else images.mean(1, keepdim=True)
+    values = shown.transpose(0, 1).flatten(1)
+    bounds = torch.quantile(values, torch.tensor([percent / 100, 1 - percent / 100]), dim=1)
+    return bounds[0], bounds[1]
+
+
+def image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str = "", heat: tuple[str, ...] = (),
+               rgb=None, stretch=None) -> None:
     """One row per (label, images (N, C, H, W)); rows named in ``heat`` use a heat map scaled 0…max,
-    the max written under the label."""
+    the max written under the label; the others show the bands ``rgb`` with the contrast ``stretch``
+    (``to_display``)."""
     n = max(len(images) for _, images in rows)
     fig = Figure(figsize=(1.1 * n + 1.2, 1.15 * len(rows) + 0.4))
     axes = fig.subplots(len(rows), n, squeeze=False)
@@ -44,7 +63,8 @@ def image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str = "", heat
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(images):
-                ax.imshow(to_display(images[c]), cmap="magma" if label in heat else "gray",
+                image = to_display(images[c]) if label in heat else to_display(images[c], rgb, stretch)
+                ax.imshow(image, cmap="magma" if label in heat else "gray",
                           vmin=0, vmax=vmax, interpolation="nearest")
         shown = f"{label}\n(0–{vmax:.2f})" if label in heat else label
         axes[r][0].set_ylabel(shown, rotation=0, ha="right", va="center", fontsize=9)
@@ -63,5 +83,20 @@ def reliability(nominal, observed, path) -> None:
     ax.set(xlabel="nominal coverage of the central interval", ylabel="fraction of true pixels inside",
            xlim=(0, 1), ylim=(0, 1), title="reliability of the SR uncertainty")
     ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def sparsification(metrics: dict, path) -> None:
+    """The sparsification curve of the SR std against its oracle (``evaluation.uncertainty``)."""
+    fig = Figure(figsize=(4.4, 4))
+    ax = fig.subplots()
+    f = metrics["sparsification_fractions"]
+    ax.plot(f, metrics["sparsification_oracle"], color="gray", linestyle="--", label="oracle (largest errors first)")
+    ax.plot(f, metrics["sparsification_model"], label=f"SR std (AUSE {metrics['ause']:.3f})")
+    ax.axhline(1.0, color="lightgray", linestyle=":", label=f"random (area {metrics['ause_random']:.3f})")
+    ax.set(xlabel="fraction of pixels removed, most uncertain first", ylabel="MAE left / MAE of all pixels",
+           xlim=(0, 1), ylim=(0, None), title="sparsification of the SR error")
+    ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

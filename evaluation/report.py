@@ -41,7 +41,8 @@ def evaluate_run(model, guide, data, config: dict, log_likelihood=importance_wei
     metrics.update(active_units(guide, x, y_paired))
     y = y_paired if y_paired is not None else guide.d(x)
     metrics.update(evaluate_superres(model, guide, x, y, config["scale"], config["sr_samples"],
-                                     proposals=config["sr_proposals"], fit_steps=config["sr_fit_steps"]))
+                                     proposals=config["sr_proposals"], fit_steps=config["sr_fit_steps"],
+                                     span=data.span))
     metrics.update(**model.gammas(), k_x=model.k_x, k_y=model.k_y, test_images=len(x), levels=levels,
                    paired=y_paired is not None)
     return metrics
@@ -92,16 +93,20 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
     figures.image_rows(rows, out / "samples.png", title)
 
     samples = super_resolve(model, guide, y, config["sr_samples"], config["sr_proposals"], config["sr_fit_steps"])
+    rgb = config.get("rgb_bands")
     figures.image_rows([("y", y), ("bicubic", upsample(y, config["scale"], "bicubic")),
                         ("SR mean", samples.mean(0)), ("SR sample", samples[0]), ("SR sample", samples[1]),
                         ("SR std", samples.std(0)), ("true x", x), ("|SR mean − x|", (samples.mean(0) - x).abs())],
                        out / "superres.png", f"super-resolution from y alone: {config['sr_samples']} samples of x",
-                       heat=("SR std", "|SR mean − x|"))
+                       heat=("SR std", "|SR mean − x|"), rgb=rgb,
+                       stretch=figures.percentile_stretch(x, rgb) if data.name == "folder" else None)
     figures.reliability(metrics["reliability_nominal"], metrics["reliability_observed"], out / "reliability.png")
+    figures.sparsification(metrics, out / "sparsification.png")
     np.savez_compressed(out / "superres.npz", **{name: data.to_original_units(images).cpu().numpy() for name, images in
                         (("lr", y), ("hr", x), ("sr_mean", samples.mean(0)))},
                         sr_std=(samples.std(0) * data.span[:, None, None].to(x.device)).cpu().numpy())
-    return [*written, "reconstructions.png", "samples.png", "superres.png", "reliability.png", "superres.npz"]
+    return [*written, "reconstructions.png", "samples.png", "superres.png", "reliability.png", "sparsification.png",
+            "superres.npz"]
 
 
 def summary(metrics: dict, config: dict, seconds: float) -> str:
@@ -148,7 +153,18 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
         ("  bicubic upsampling", f"PSNR {m['bicubic_psnr']:.2f} dB, SSIM {m['bicubic_ssim']:.3f}"),
         ("  nearest upsampling", f"PSNR {m['nearest_psnr']:.2f} dB, SSIM {m['nearest_ssim']:.3f}"),
         ("  coverage of central 50/90/95 %", " / ".join(f"{m[f'coverage_{p}']:.3f}" for p in (50, 90, 95))),
+        ("  std vs |error|: Spearman, AUSE", f"{m['std_error_spearman']:.3f}, {m['ause']:.3f} "
+                                              f"(random {m['ause_random']:.3f})"),
+        ("  CRPS of samples; MAE of mean, bicubic", f"{m['sr_crps']:.5f}; {m['sr_mae']:.5f}, {m['bicubic_mae']:.5f}"),
     ]
+    bands = m.get("per_band", {})
+    if len(bands.get("sr_psnr", [])) > 1:  # several bands: each one's figures
+        pairs = {"PSNR SR / bicubic": ("sr_psnr", "bicubic_psnr", ".2f"),
+                 "RMSE SR / bicubic, data units": ("sr_rmse_units", "bicubic_rmse_units", ".4g")}
+        for name, (a, b, style) in pairs.items():
+            if a in bands:
+                rows.append((f"  per band: {name}", "  ".join(f"{u:{style}}/{v:{style}}" for u, v in
+                                                              zip(bands[a], bands[b], strict=True))))
     width = max(len(name) for name, _ in rows)
     head = (f"{'VAE' if vae else 'SRVAE'} on {config['dataset']}: guide {config['guide']}, prior {config['prior']}, "
             f"likelihood {config['likelihood']}, objective {config['objective']}, {config['epochs']} epochs in "

@@ -13,6 +13,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from data.downscale import upsample
 from evaluation.elbo import PIXELS_PER_PASS, chunks, per_pass
 from evaluation.loglik import log_density
+from evaluation.uncertainty import coverage, crps, randomized_pit, sparsification, spearman
 from guides.fitting import fit_guide_parameters
 from model.elbo import guide_and_model_traces
 from model.srvae import data_plate
@@ -107,34 +108,70 @@ def image_quality(images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Ten
 
 
 def interval_coverage(samples: torch.Tensor, x: torch.Tensor, level: float) -> torch.Tensor:
-    """Per image, the fraction of pixels of x inside the central ``level`` interval of the samples."""
-    bounds = torch.tensor([(1 - level) / 2, (1 + level) / 2], device=samples.device, dtype=samples.dtype)
-    low, high = torch.quantile(samples, bounds, dim=0)
-    return ((x >= low) & (x <= high)).flatten(1).float().mean(1)
+    """Per image, the fraction of pixels of x inside the central ``level`` interval of the predictive
+    distribution the samples are drawn from, read off the randomized PIT (unbiased for any S)."""
+    return coverage(randomized_pit(samples, x), level)
+
+
+def per_band(values: torch.Tensor) -> torch.Tensor:
+    """The mean over images and pixels of each band: (N, C, H, W) → (C,)."""
+    return values.transpose(0, 1).flatten(1).mean(1)
 
 
 def evaluate_superres(model, guide, x: torch.Tensor, y: torch.Tensor, scale: int, num_samples: int = 100,
-                      image_chunk: int = 256, proposals: int = 0, fit_steps: int = 0) -> dict:
-    """PSNR and SSIM of the SR mean, of bicubic and of nearest upsampling against the true x;
-    coverage of the central intervals of the samples; the mean predictive std. Means over images."""
+                      image_chunk: int = 256, proposals: int = 0, fit_steps: int = 0, span=None,
+                      progress=None) -> dict:
+    """PSNR and SSIM of the SR mean, of bicubic and of nearest upsampling against the true x; the
+    calibration of the samples (coverage of central intervals, from the randomized PIT) and whether
+    their std is informative (Spearman correlation with the SR mean's absolute error over all test
+    pixels, sparsification and AUSE); the CRPS of the samples beside the MAE of the SR mean and of
+    bicubic; the mean predictive std. Means over images, and per band: PSNR (each band's range 1)
+    and, with the bands' ``span`` (data units per unit of x), RMSE, MAE and CRPS in the data's units.
+    ``progress(done)`` is called with the number of images done after each pass."""
     per_image = {name: [] for name in ("sr_psnr", "sr_ssim", "bicubic_psnr", "bicubic_ssim", "nearest_psnr",
                                        "nearest_ssim", "sr_std")}
-    coverage = {level: [] for level in RELIABILITY_LEVELS}
+    pixels = {name: [] for name in ("sr_error", "bicubic_error", "sr_crps", "sr_std_map")}
+    coverages = {level: [] for level in RELIABILITY_LEVELS}
     size = per_pass(image_chunk, num_samples, x[0].numel(), budget=4 * PIXELS_PER_PASS)  # the draws are kept
+    done = 0
     for xc, yc, _ in chunks(x, y, size):
         samples = super_resolve(model, guide, yc, num_samples, proposals, fit_steps)
-        for name, images in (("sr", samples.mean(0)), ("bicubic", upsample(yc, scale, "bicubic")),
-                             ("nearest", upsample(yc, scale, "nearest"))):
+        mean, bicubic = samples.mean(0), upsample(yc, scale, "bicubic")
+        for name, images in (("sr", mean), ("bicubic", bicubic), ("nearest", upsample(yc, scale, "nearest"))):
             psnr, ssim = image_quality(images, xc)
             per_image[f"{name}_psnr"].append(psnr)
             per_image[f"{name}_ssim"].append(ssim)
-        per_image["sr_std"].append(samples.std(0).flatten(1).mean(1))
+        std = samples.std(0)
+        per_image["sr_std"].append(std.flatten(1).mean(1))
+        pixels["sr_error"].append((mean - xc).abs())
+        pixels["bicubic_error"].append((bicubic - xc).abs())
+        pixels["sr_crps"].append(crps(samples, xc))
+        pixels["sr_std_map"].append(std)
+        pit = randomized_pit(samples, xc)
         for level in RELIABILITY_LEVELS:
-            coverage[level].append(interval_coverage(samples, xc, level))
+            coverages[level].append(coverage(pit, level))
+        done += len(xc)
+        if progress is not None:
+            progress(done)
     metrics = {name: torch.cat(values).mean().item() for name, values in per_image.items()}
-    reliability = {level: torch.cat(values).mean().item() for level, values in coverage.items()}
+    pixels = {name: torch.cat(values) for name, values in pixels.items()}
+    reliability = {level: torch.cat(values).mean().item() for level, values in coverages.items()}
     metrics.update({f"coverage_{round(100 * level)}": reliability[level] for level in COVERAGE_LEVELS})
     metrics.update(reliability_nominal=list(RELIABILITY_LEVELS), reliability_observed=list(reliability.values()),
                    sr_samples=num_samples, sr_proposals=proposals, sr_fit_steps=fit_steps,
                    ssim_kernel=ssim_kernel(x.shape))
+    metrics.update(sr_mae=pixels["sr_error"].mean().item(), bicubic_mae=pixels["bicubic_error"].mean().item(),
+                   sr_crps=pixels["sr_crps"].mean().item(),
+                   std_error_spearman=spearman(pixels["sr_std_map"], pixels["sr_error"]),
+                   **sparsification(pixels["sr_std_map"], pixels["sr_error"]))
+    bands = {"sr_psnr": -10 * per_band(pixels["sr_error"].pow(2)).log10(),
+             "bicubic_psnr": -10 * per_band(pixels["bicubic_error"].pow(2)).log10()}
+    if span is not None:
+        span = torch.as_tensor(span, dtype=torch.float64, device=x.device)
+        for name in ("sr", "bicubic"):
+            error = pixels[f"{name}_error"].double()
+            bands[f"{name}_rmse_units"] = per_band(error.pow(2)).sqrt() * span
+            bands[f"{name}_mae_units"] = per_band(error) * span
+        bands["sr_crps_units"] = per_band(pixels["sr_crps"].double()) * span
+    metrics["per_band"] = {name: values.tolist() for name, values in bands.items()}
     return metrics

@@ -1,4 +1,4 @@
-"""Convolutional encoders and decoders with residual blocks (issue 5, ``--arch conv``).
+"""Convolutional encoders and decoders with residual blocks (``--arch conv``).
 
 Images keep any leading batch dims (vectorized particles give (S, N, C, H, W)); the convolutions
 see them flattened to (S·N, C, H, W).
@@ -8,8 +8,8 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from data.downscale import upsample
 from model.activation import ELU
 
 
@@ -83,14 +83,38 @@ class ConvImage(nn.Module):
         return on_images(self.net, self.linear(h).unflatten(-1, self.start))
 
 
+def logit(images: torch.Tensor) -> torch.Tensor:
+    """logit of images in [0, 1], clamped into [10⁻³, 1 − 10⁻³]: for y upsampled, where the decoders of x
+    start, so that they learn what x adds to y (DSen2's residual over an upsampled input)."""
+    return torch.logit(images.clamp(1e-3, 1 - 1e-3))
+
+
+def zero_last(net: nn.Sequential) -> None:
+    """Zero the weights and bias of the last layer: a residual network then starts as the identity
+    of what it adds to (y upsampled), and a log-scale output at 0."""
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+
+
+def add_to_mean_logits(out: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """``base`` added to the first C channels of a decoder's output (the mean's logits); a second set
+    of C channels (log-scales) is left as it is."""
+    if out.shape[-3] == base.shape[-3]:
+        return out + base
+    logits, rest = out.split([base.shape[-3], out.shape[-3] - base.shape[-3]], dim=-3)
+    return torch.cat([logits + base, rest], dim=-3)
+
+
 class ConvXGivenYZ(nn.Module):
     """Logits of x from (y, z), as in srVAE: z mapped to ``channels`` maps at y's resolution and
     concatenated with y; residual blocks at the LR resolution; nearest upsampling ×s; concatenated
-    with y upsampled to x's size (bilinear); residual blocks; a 3×3 convolution to x's bands, added
-    to the logit of the upsampled y, so that the mean of x starts at y upsampled and the networks
-    learn what x adds to it (x and y share their bands)."""
+    with y upsampled to x's size (bicubic); residual blocks; a 3×3 convolution to x's bands (and as
+    many log-scale channels when ``heads`` is 2), added to the logit of the upsampled y, so that the
+    mean of x starts at y upsampled and the networks learn what x adds to it (x and y share their
+    bands)."""
 
-    def __init__(self, y_shape, latent_z: int, x_shape, scale: int, channels: int = 32, blocks: int = 1):
+    def __init__(self, y_shape, latent_z: int, x_shape, scale: int, channels: int = 32, blocks: int = 1,
+                 heads: int = 1):
         super().__init__()
         self.lr_maps = (channels, *y_shape[1:])
         self.scale = scale
@@ -98,13 +122,14 @@ class ConvXGivenYZ(nn.Module):
         self.low = nn.Sequential(nn.Conv2d(channels + y_shape[0], channels, 3, padding=1), *stage(channels, blocks),
                                  nn.Upsample(scale_factor=scale, mode="nearest"))
         self.high = nn.Sequential(nn.Conv2d(channels + y_shape[0], channels, 3, padding=1), *stage(channels, blocks),
-                                  ELU(), nn.Conv2d(channels, x_shape[0], 3, padding=1))
+                                  ELU(), nn.Conv2d(channels, heads * x_shape[0], 3, padding=1))
+        zero_last(self.high)
 
     def forward(self, y, z):
         batch = torch.broadcast_shapes(y.shape[:-3], z.shape[:-1])
         y4 = y.expand(*batch, *y.shape[-3:]).reshape(-1, *y.shape[-3:])
         z_maps = self.from_z(z.expand(*batch, z.shape[-1])).reshape(-1, *self.lr_maps)
         h = self.low(torch.cat([z_maps, y4], dim=1))
-        y_big = F.interpolate(y4, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        out = self.high(torch.cat([h, y_big], dim=1)) + torch.logit(y_big.clamp(1e-3, 1 - 1e-3))
+        y_big = upsample(y4, self.scale, "bicubic")
+        out = add_to_mean_logits(self.high(torch.cat([h, y_big], dim=1)), logit(y_big))
         return out.reshape(*batch, *out.shape[-3:])

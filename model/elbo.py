@@ -50,13 +50,13 @@ def explicit_elbo(model, guide, x=None, y=None, num_samples=1, mixture_kl="tight
     guide_trace, model_trace = guide_and_model_traces(model.model, guide, x, y, num_samples, index)
     p, q = model_trace.nodes, guide_trace.nodes
     if "u" not in p:  # the VAE baseline: E log p(x|z) − KL(q(z|x) ‖ p(z))
-        rec_x = model.p_x_given_z.log_likelihood(x, p["x"]["fn"].base_dist.loc)
+        rec_x = model.p_x_given_z.log_likelihood(x, p["x"]["fn"].base_dist.loc, p["x"]["fn"].base_dist.scale)
         kl_z, method = kl_to_prior(q["z"]["fn"], p["z"]["fn"], q["z"]["value"], mixture_kl)
         zero = torch.zeros_like(kl_z.mean(0))
         return ELBOTerms(rec_x.mean(0), zero, zero, kl_z.mean(0), method)
     y = p["y"]["value"]
-    rec_x = model.p_x_given_yz.log_likelihood(x, p["x"]["fn"].base_dist.loc)
-    rec_y = model.p_y_given_u.log_likelihood(y, p["y"]["fn"].base_dist.loc)
+    rec_x = model.p_x_given_yz.log_likelihood(x, p["x"]["fn"].base_dist.loc, p["x"]["fn"].base_dist.scale)
+    rec_y = model.p_y_given_u.log_likelihood(y, p["y"]["fn"].base_dist.loc, p["y"]["fn"].base_dist.scale)
     kl_u, method = kl_to_prior(q["u"]["fn"], p["u"]["fn"], q["u"]["value"], mixture_kl)
     kl_z = kl_divergence(q["z"]["fn"], p["z"]["fn"])
     return ELBOTerms(rec_x.mean(0), rec_y.mean(0), kl_u.mean(0), kl_z.mean(0), method)

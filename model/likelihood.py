@@ -15,10 +15,15 @@ def gaussian_log_likelihood(x: torch.Tensor, x_hat: torch.Tensor, gamma: torch.T
 
     Seed eq. 12/16 with the corrections of SPEC §4: the coefficient is k/(2γ²), k is the
     pixel count of *this* image (k_x or k_y), and the constant −(k/2)·log 2π is kept.
-    ``gamma`` is a scalar, or one value per image.
+    ``gamma`` is a scalar; a γ per band or per pixel (shape (C, 1, 1) or the image's) gives the
+    diagonal form of SPEC §2, −(k/2)·log 2π − Σᵢ log γᵢ − Σᵢ (xᵢ − x̂ᵢ)²/(2γᵢ²).
     """
     k = x.shape[-3:].numel()
-    return -0.5 * k * math.log(2 * math.pi) - k * torch.log(gamma) - k * mse(x, x_hat) / (2 * gamma**2)
+    if gamma.dim() == 0:
+        return -0.5 * k * math.log(2 * math.pi) - k * torch.log(gamma) - k * mse(x, x_hat) / (2 * gamma**2)
+    gamma = gamma.expand(torch.broadcast_shapes(gamma.shape, x.shape, x_hat.shape))
+    per_pixel = torch.log(gamma) + (x - x_hat).pow(2) / (2 * gamma**2)
+    return -0.5 * k * math.log(2 * math.pi) - per_pixel.flatten(-3).sum(-1)
 
 
 def log_bin_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from data.downscale import upsample
 from model.activation import ELU
-from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ
+from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ, add_to_mean_logits, logit
 
 
 def mlp(in_features: int, out_features: int, hidden: int = 256, depth: int = 2) -> nn.Sequential:
@@ -52,11 +53,18 @@ class DiagonalGaussian(nn.Module):
         return dist.Normal(*self.loc_scale(h)).to_event(1)
 
 
-class YZMLP(nn.Sequential):
-    """An MLP of the flattened LR image y concatenated with z, its output shaped as an image."""
+class YZMLP(nn.Module):
+    """An MLP of the flattened LR image y concatenated with z, its output shaped as an image and added
+    to the logit of y upsampled (bicubic), so the mean of x starts at y upsampled."""
+
+    def __init__(self, y_shape, latent_z: int, x_shape, scale: int, hidden: int, depth: int, heads: int = 1):
+        super().__init__()
+        self.scale, self.out_shape = scale, (heads * x_shape[0], *x_shape[1:])
+        self.net = mlp(math.prod(y_shape) + latent_z, math.prod(self.out_shape), hidden, depth)
 
     def forward(self, y, z):
-        return super().forward(features(y.flatten(-3), z))
+        out = self.net(features(y.flatten(-3), z)).unflatten(-1, self.out_shape)
+        return add_to_mean_logits(out, logit(upsample(y, self.scale)))
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,8 @@ class Architecture:
         net = ConvFeatures(image_shape, self.channels, self.blocks)
         return net, net.out_features
 
-    def gaussian(self, in_features: int, latent_dim: int) -> DiagonalGaussian:
-        return DiagonalGaussian(in_features, latent_dim, self.hidden, self.depth)
+    def gaussian(self, in_features: int, latent_dim: int, min_scale: float = 1e-4) -> DiagonalGaussian:
+        return DiagonalGaussian(in_features, latent_dim, self.hidden, self.depth, min_scale)
 
     def image_decoder(self, in_features: int, image_shape) -> nn.Module:
         """A network from flat vectors (…, F) to image logits (…, C, H, W)."""
@@ -93,12 +101,12 @@ class Architecture:
                                  nn.Unflatten(-1, tuple(image_shape)))
         return ConvImage(in_features, image_shape, self.channels, self.blocks)
 
-    def x_decoder(self, y_shape, latent_z: int, x_shape, scale: int) -> nn.Module:
-        """A network from (y, z) to the logits of x."""
+    def x_decoder(self, y_shape, latent_z: int, x_shape, scale: int, heads: int = 1) -> nn.Module:
+        """A network from (y, z) to the logits of x (followed by as many channels of log-scales when
+        ``heads`` is 2), residual over the logit of y upsampled."""
         if self.kind == "mlp":
-            return YZMLP(*mlp(math.prod(y_shape) + latent_z, math.prod(x_shape), self.hidden, self.depth),
-                         nn.Unflatten(-1, tuple(x_shape)))
-        return ConvXGivenYZ(y_shape, latent_z, x_shape, scale, self.channels, self.blocks)
+            return YZMLP(y_shape, latent_z, x_shape, scale, self.hidden, self.depth, heads)
+        return ConvXGivenYZ(y_shape, latent_z, x_shape, scale, self.channels, self.blocks, heads)
 
 
 ARCHITECTURES = {"mlp": "fully connected networks on flattened images (tiny images)",

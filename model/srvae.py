@@ -22,11 +22,12 @@ class SRVAE(nn.Module):
 
     ``p_u`` is a prior module (``model.priors``); the three conditionals are learned, with networks
     built by ``arch`` (MLP or convolutional). ``levels`` switches both image decoders to the
-    discretized likelihood on that many pixel levels.
+    discretized likelihood on that many pixel levels. ``noise`` is the scale of p(x | y, z): one γ₁,
+    one per band, or a per-pixel σ₁(y, z) (``model.conditionals.NOISE``).
     """
 
     def __init__(self, x_shape, prior: nn.Module, latent_u=4, latent_z=8, scale=2, arch=MLP,
-                 gamma_init=0.1, gamma_min=1e-3, levels=None):
+                 gamma_init=0.1, gamma_min=1e-3, levels=None, noise="scalar"):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.y_shape = lr_shape(self.x_shape, scale)
@@ -36,10 +37,11 @@ class SRVAE(nn.Module):
         self.p_u = prior
         self.p_y_given_u = PYGivenU(latent_u, self.y_shape, arch, **gamma)
         self.p_z_given_yu = PZGivenYU(self.y_shape, latent_u, latent_z, arch)
-        self.p_x_given_yz = PXGivenYZ(self.y_shape, latent_z, self.x_shape, scale, arch, **gamma)
+        self.p_x_given_yz = PXGivenYZ(self.y_shape, latent_z, self.x_shape, scale, arch, noise, **gamma)
 
     def gammas(self) -> dict:
-        return {"gamma_x": self.p_x_given_yz.gamma.item(), "gamma_y": self.p_y_given_u.gamma.item()}
+        """γ₁ (its mean over bands, or σ₁ at a zero log-scale output) and γ₂, for the history and summary."""
+        return {"gamma_x": self.p_x_given_yz.gamma.mean().item(), "gamma_y": self.p_y_given_u.gamma.item()}
 
     @property
     def k_x(self) -> int:

@@ -31,7 +31,8 @@ def build_model_and_guide(config: dict, x_shape, device="cpu"):
         prior = build_prior(config["prior"], config["latent_u"], config["components"],
                             encoder=getattr(guide, "q_u_given_y", None),  # a local guide has none: vamp makes one
                             pseudo_shape=lr_shape(x_shape, config["scale"]))
-        model = SRVAE(x_shape, prior, config["latent_u"], config["latent_z"], config["scale"], **decoders)
+        model = SRVAE(x_shape, prior, config["latent_u"], config["latent_z"], config["scale"],
+                      noise=config.get("noise", "scalar"), **decoders)
         if hasattr(guide, "attach"):
             guide.attach(model.model)
     return model.to(device), guide.to(device)

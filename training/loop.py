@@ -1,6 +1,6 @@
 """The training loop: the chosen −ELBO minimised by Adam over minibatches (SPEC §7, 'Train'), with
-the safeguards of issue 7: checkpoints a run can resume from exactly, a clean stop on request, and
-no non-finite step ever reaching the parameters."""
+safeguards: checkpoints a run can resume from exactly, a clean stop on request, and no non-finite
+or absurd step ever reaching the parameters."""
 
 import time
 
@@ -12,7 +12,7 @@ from training.batches import epoch_batches, epoch_order
 from training.distributed import SingleProcess
 from training.progress import Progress
 from training.rng import rng_state, set_rng_state
-from training.warmup import kl_scale
+from training.warmup import kl_scale, lr_factor
 
 
 class TrainingStopped(Exception):
@@ -24,7 +24,7 @@ class TrainingStopped(Exception):
 
 
 class NonFiniteSteps(TrainingStopped):
-    """``max_bad_steps`` steps in a row had a non-finite loss or gradient norm."""
+    """``max_bad_steps`` steps in a row had a non-finite or absurd loss or gradient norm."""
 
 
 class Interrupted(TrainingStopped):
@@ -52,7 +52,7 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
           test_x=None, progress: bool = True, on_epoch=None, kl_warmup: int = 0, test_y=None,
           device=None, amp: bool = False, clip_norm: float | None = None, max_bad_steps: int = 10,
           checkpoint=None, checkpoint_every: int = 0, resume: dict | None = None, should_stop=None,
-          ranks=None, order=None) -> list[dict]:
+          ranks=None, order=None, lr_schedule: str = "constant") -> list[dict]:
     """Run ``epochs`` passes over ``data.train_values`` (fresh dequantization each batch) on
     ``device`` (default: where the data live; data kept on the host come through a DataLoader).
 
@@ -63,11 +63,14 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
     the KL terms of the training loss are scaled by β rising linearly from 0 to 1 over that many
     epochs (recorded as ``kl_scale``); the test −ELBO is never scaled. With ``amp`` the training
     loss runs under bfloat16 autocast (no loss scaling needed); the test −ELBO stays float32.
+    ``lr_schedule`` sets the learning rate of each step from the steps done out of ``epochs`` epochs'
+    (``training.warmup.lr_factor``).
 
-    Safeguards (issue 7):
-    - a step whose loss or gradient norm is not finite is skipped (the parameters and Adam's
-      moments are not touched) and counted; after ``max_bad_steps`` in a row ``NonFiniteSteps`` is
-      raised, no checkpoint being written, so the last one on disk is the last good state.
+    Safeguards:
+    - a step whose loss or gradient norm is not finite, or is absurd (``Progress.absurd``: orders of
+      magnitude above the recent good steps), is skipped (the parameters and Adam's moments are not
+      touched) and counted; after ``max_bad_steps`` in a row ``NonFiniteSteps`` is raised, no
+      checkpoint being written, so the last one on disk is the last good state.
       ``clip_norm`` clips the gradient's global norm.
     - ``checkpoint(state)`` is called with everything needed to continue (optimizer, ``Progress``,
       random-number states) before the first step, after every epoch, every ``checkpoint_every``
@@ -112,22 +115,25 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
         batches = epoch_batches(data, state.order[state.step:], device)
         for i, (index, x, y) in enumerate(batches, start=state.step):
             beta = kl_scale(epoch, (i + 1) / steps, kl_warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_factor(lr_schedule, state.steps_done, epochs * steps)
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
                 loss = loss_fn(x, y, kl_scale=beta, index=index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss = loss.detach()
             norm = gradient_norm(params, clip_norm)
-            finite = torch.isfinite(loss) & torch.isfinite(norm)
-            finite, stop = ranks.agree(finite, should_stop is not None and should_stop())  # one sync per step
-            if finite:
+            good = torch.isfinite(loss) & torch.isfinite(norm) & ~state.absurd(loss / ranks.world_size / len(index),
+                                                                                   norm)
+            good, stop = ranks.agree(good, should_stop is not None and should_stop())  # one sync per step
+            if good:
                 optimizer.step()
                 state.good_step(loss / ranks.world_size, len(index), norm)  # DistributedELBO scales by the processes
             else:
                 state.bad_step()
                 if state.in_a_row >= max_bad_steps:
-                    raise NonFiniteSteps(f"{state.in_a_row} steps in a row had a non-finite loss or gradient "
-                                         f"(epoch {epoch}, step {i + 1} of {steps})", state)
+                    raise NonFiniteSteps(f"{state.in_a_row} steps in a row had a non-finite or absurd loss or "
+                                         f"gradient (epoch {epoch}, step {i + 1} of {steps})", state)
             state.step, state.steps_done = i + 1, state.steps_done + 1
             state.seconds = before + time.perf_counter() - start
             if stop:

@@ -1,19 +1,41 @@
-"""Where a training run stands, as a checkpoint records it (issue 7)."""
+"""Where a training run stands, as a checkpoint records it."""
 
 import torch
+
+RECENT_STEPS = 200  # the good steps whose losses and gradient norms judge a new step
+SPIKE = 100.0  # how far above those a step's loss or gradient norm must be to be absurd
 
 
 class Progress:
     """The loop's position and running sums: ``epoch`` epochs done, ``step`` steps of the next one
     done, taken in the batch ``order`` drawn for it; the summed loss (``total``) and image count of
     its good steps, and their gradient norms (``norms``); steps skipped in it and in a row; steps done
-    and seconds spent in all; the history rows of the finished epochs."""
+    and seconds spent in all; the history rows of the finished epochs; the loss per image and gradient
+    norm of the last ``RECENT_STEPS`` good steps (``recent``, across epochs), which judge the next."""
 
     def __init__(self):
         self.epoch, self.step, self.order = 0, 0, None
         self.total, self.images, self.skipped, self.in_a_row = None, 0, 0, 0
         self.norms = []
         self.steps_done, self.seconds, self.history = 0, 0.0, []
+        self.recent = None
+
+    def absurd(self, loss_per_image: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+        """Whether a finite step is still not good (a tensor, so no sync): its loss per image more than
+        ``SPIKE`` × (|median| + median absolute deviation) above the median of the recent good steps, or
+        its gradient norm more than ``SPIKE`` × their median norm. A breakdown starts as such a step: its
+        loss, finite but orders of magnitude off, would move the parameters and Adam's moments to
+        where no later step recovers. Judged once 20 good steps are known."""
+        if self.recent is None or len(self.recent) < 20:
+            return torch.zeros((), dtype=torch.bool, device=norm.device)
+        median = self.recent.median(0).values
+        spread = (self.recent - median).abs().median(0).values
+        loss_off = loss_per_image - median[0] > SPIKE * (median[0].abs() + spread[0])
+        return loss_off | (norm > SPIKE * median[1])
+
+    def typical_norm(self) -> float:
+        """The median gradient norm of the recent good steps (nan before any)."""
+        return float("nan") if self.recent is None else self.recent[:, 1].median().item()
 
     def start_epoch(self, order: list, device) -> None:
         self.order, self.step = order, 0
@@ -25,6 +47,8 @@ class Progress:
         self.norms.append(norm)  # kept on the device: no sync per step
         self.images += images
         self.in_a_row = 0
+        step = torch.stack([loss.double() / images, norm.double()])[None]
+        self.recent = step if self.recent is None else torch.cat([self.recent, step])[-RECENT_STEPS:]
 
     def bad_step(self) -> None:
         self.skipped += 1
@@ -49,7 +73,8 @@ class Progress:
                 "order": None if self.order is None else [index.cpu() for index in self.order],
                 "total": None if self.total is None else self.total.cpu(), "images": self.images,
                 "skipped": self.skipped, "in_a_row": self.in_a_row, "history": list(self.history),
-                "norms": torch.stack(self.norms).cpu() if self.norms else torch.zeros(0, device="cpu")}
+                "norms": torch.stack(self.norms).cpu() if self.norms else torch.zeros(0, device="cpu"),
+                "recent": None if self.recent is None else self.recent.cpu()}
 
     @classmethod
     def from_dict(cls, saved: dict, data_device, device) -> "Progress":
@@ -59,6 +84,8 @@ class Progress:
         for key in ("epoch", "step", "steps_done", "seconds", "images", "skipped", "in_a_row"):
             setattr(state, key, saved[key])
         state.history = list(saved["history"])
+        if saved.get("recent") is not None:  # absent before absurd steps were judged
+            state.recent = saved["recent"].to(device)
         if saved["order"] is not None:
             state.order = [index.to(data_device) for index in saved["order"]]
             state.total = saved["total"].to(device)

@@ -1,4 +1,7 @@
-"""KL warm-up (issue 4): the KL terms scaled by β from 0 to 1 over the first epochs."""
+"""Schedules of training: the KL warm-up (the KL terms scaled by β from 0 to 1 over the first epochs) and
+the learning rate's."""
+
+import math
 
 from pyro.poutine.messenger import Messenger
 
@@ -30,3 +33,18 @@ def kl_scale(epoch: int, fraction: float, warmup_epochs: int) -> float:
     if warmup_epochs <= 0:
         return 1.0
     return min(1.0, (epoch - 1 + fraction) / warmup_epochs)
+
+
+LR_SCHEDULES = {"cosine": "from --lr down to 1 % of it along half a cosine over the run's steps",
+                "constant": "--lr throughout"}
+
+
+def lr_factor(schedule: str, done: int, total: int) -> float:
+    """The learning rate's multiplier after ``done`` of ``total`` steps: 1 throughout ("constant"), or
+    0.01 + 0.99·½(1 + cos(π·done/total)) ("cosine": large steps early, small ones at the end, where
+    they refine instead of kicking the model out of its minimum)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(done / max(total, 1), 1.0)))

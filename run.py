@@ -13,20 +13,25 @@ import math
 import sys
 from pathlib import Path
 
-from data import DATASETS, DOWNSCALE_MODES
+from data import DATASETS, DOWNSCALE_MODES, SPLITS
 from data.errors import DataError
 from guides import GUIDES, VAE_GUIDES
 from model import PRIORS
+from model.conditionals import NOISE
 from model.elbo import MIXTURE_KL
 from model.networks import ARCHITECTURES, default_architecture
 from training.build import MODELS
 from training.objectives import JIT_GUIDES, OBJECTIVES
+from training.warmup import LR_SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda")
 EVALUATION_KEYS = ("eval_particles", "eval_repeats", "iw_samples", "sr_samples", "sr_proposals", "sr_fit_steps",
-                   "seed", "mixture_kl", "local_steps")  # what --evaluate takes from its command line
+                   "seed", "mixture_kl", "local_steps", "rgb_bands")  # what --evaluate takes from its command line
 RESUME_MAY_CHANGE = ("epochs", "lr", "clip_norm", "max_bad_steps", "checkpoint_every", "device", "data_dir",
                      "test_images", *(key for key in EVALUATION_KEYS if key != "seed"))  # all else is the run's
+
+
+BEFORE_THESE_FLAGS = {"lr_schedule": "constant", "noise": "scalar", "augment": False, "split": "auto"}  # older runs
 
 
 class UsageError(Exception):
@@ -51,6 +56,17 @@ def positive(kind):
             raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value
     return parse
+
+
+def rgb_bands(text: str) -> list[int]:
+    """An argparse type: three band indices, R,G,B."""
+    try:
+        bands = [int(part) for part in text.split(",")]
+    except ValueError:
+        bands = []
+    if len(bands) != 3 or min(bands) < 0:
+        raise argparse.ArgumentTypeError(f"expected three band indices R,G,B counted from 0, got {text!r}")
+    return bands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature maps of every convolution (--arch conv) [%(default)s]")
     m.add_argument("--blocks", type=positive(int), default=1,
                    help="residual blocks per resolution (--arch conv) [%(default)s]")
+    m.add_argument("--noise", default="auto", choices=["auto", *NOISE],
+                   help="the scale of p(x | y, z): " + "; ".join(f"{k} = {v}" for k, v in NOISE.items())
+                        + "; auto = pixel with --arch conv, else scalar [%(default)s]")
     m.add_argument("--gamma-min", type=positive(float), default=1e-3,
                    help="floor of the decoder standard deviations γ₁, γ₂ [%(default)s]")
 
@@ -111,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--crop", type=positive(int), default=None, metavar="P",
                    help="--dataset folder: train on random P×P patches of x and the matching (P/s)×(P/s) "
                         "patches of y (fixed patches for the test images); P a multiple of --scale")
+    d.add_argument("--split", default="auto", choices=list(SPLITS),
+                   help="--dataset folder, how test images are held out: "
+                        + "; ".join(f"{k} = {v}" for k, v in SPLITS.items()) + " [%(default)s]")
+    d.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip and rotate each training crop by a random symmetry of the square (x and y alike) "
+                        "[on for --dataset folder with --crop, else off]")
     d.add_argument("--test-images", type=positive(int), default=1000,
                    help="evaluate on the first N test images (the digits have 359) [%(default)s]")
     d.add_argument("--scale", type=int, default=2, choices=(2, 4),
@@ -120,9 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive(int), default=None,
-                   help="passes over the training set [200 for digits and folder, 20 for the torchvision sets]")
+                   help="passes over the training set (with --crop, one crop per chip of the training part per "
+                        f"pass) [200 for digits and folder, 20 for the torchvision sets, or as many as make "
+                        f"{MIN_STEPS} steps if that is more]")
     t.add_argument("--batch-size", type=positive(int), default=64, help="images per step [%(default)s]")
     t.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate [%(default)s]")
+    t.add_argument("--lr-schedule", default="cosine", choices=list(LR_SCHEDULES),
+                   help="; ".join(f"{k} = {v}" for k, v in LR_SCHEDULES.items()) + " [%(default)s]")
     t.add_argument("--kl-warmup", type=int, default=0, metavar="EPOCHS",
                    help="scale the KL terms from 0 to 1 over this many epochs (0 = no warm-up); the reported "
                         "ELBO is always the unscaled one [%(default)s]")
@@ -169,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sr-proposals", type=int, default=None,
                    help="resample the SR draws, weighted by the model, from this many proposals per image; "
                         "0 = take the draws as they are [1000 for --model vae or --guide local, else 0]")
+    e.add_argument("--rgb-bands", type=rgb_bands, default=None, metavar="R,G,B",
+                   help="the bands shown as red, green and blue in the figures, counted from 0 (for example "
+                        "2,1,0 for Sentinel-2's B02, B03, B04, B08); display only [0,1,2 for 3 bands, else the mean "
+                        "of the bands in grey]")
     e.add_argument("--out", type=Path, default=None,
                    help="output folder [runs/DATASET-MODEL-GUIDE-PRIOR]")
     return p
@@ -214,27 +247,38 @@ def check(args) -> None:
     if args.objective == "pyro-jit" and (args.guide not in JIT_GUIDES or args.kl_warmup):
         raise UsageError(f"--objective pyro-jit compiles the ELBO once: it takes --guide {' or '.join(JIT_GUIDES)} "
                          "and no --kl-warmup; use --objective pyro")
-    if args.crop is not None and args.dataset != "folder":
-        raise UsageError(f"--crop works with --dataset folder only (the {args.dataset} images are used whole)")
+    for flag, value, default in (("crop", args.crop, None), ("split", args.split, "auto"),
+                                 ("augment", args.augment, False)):
+        if value != default and value is not None and args.dataset != "folder":
+            raise UsageError(f"--{flag} works with --dataset folder only (the {args.dataset} images are used whole)")
     if args.download and args.dataset in ("digits", "folder"):
         raise UsageError(f"--download fetches mnist, fashion-mnist or cifar10; {args.dataset} has nothing to "
                          "download")
 
 
-def load_data(args, scale: int, crop: int | None):
+def load_data(args, scale: int, crop: int | None, split: str = "auto", augment: bool = False):
     """The data set of ``--dataset`` with at most ``--test-images`` test images; a missing or bad
     file is a UsageError naming it."""
     from data import load_dataset
 
     try:
-        data = load_dataset(args.dataset, args.data_dir, args.download, scale, crop)
+        data = load_dataset(args.dataset, args.data_dir, args.download, scale, crop, split, augment)
     except DataError as error:
         raise UsageError(str(error)) from None
     return data.test_subset(args.test_images)
 
 
+def check_bands(args, data) -> None:
+    """--rgb-bands names bands the images have."""
+    bands = data.image_shape[0]
+    if args.rgb_bands is not None and max(args.rgb_bands) >= bands:
+        raise UsageError(f"--rgb-bands {','.join(map(str, args.rgb_bands))}: the {args.dataset} images have {bands} "
+                         f"band(s), counted from 0 to {bands - 1}")
+
+
 def check_data(args, data) -> None:
     """The checks of a training run that need the data."""
+    check_bands(args, data)
     if args.likelihood == "discretized" and data.levels is None:
         kind = "continuous" if not data.integer else "integer, with bands of different ranges"
         raise UsageError(f"--likelihood discretized needs pixels on one grid of levels; the {args.dataset} "
@@ -297,7 +341,8 @@ def open_checkpoint(args, device):
         raise UsageError(f"--evaluate {path}: the checkpoint was trained on {trained_on}, not {args.dataset}; "
                          f"pass --dataset {trained_on}")
     config = checkpoint["config"]
-    data = load_data(args, config["scale"], config.get("crop"))
+    data = load_data(args, config["scale"], config.get("crop"), config.get("split", "auto"))
+    check_bands(args, data)
     use_saved_normalization(data, config)
     shape = list(config["image_shape"])
     if list(data.image_shape) != shape:
@@ -351,7 +396,7 @@ def open_resume(args, given: set):
         raise UsageError(f"--resume {folder}: the run was trained by {processes} process(es), and this launch has "
                          f"{now}; each process resumes its own shards and random streams: {launch(processes)} "
                          f"--resume {folder}")
-    config = checkpoint["config"]
+    config = {**BEFORE_THESE_FLAGS, **checkpoint["config"]}
     resumed = argparse.Namespace(**vars(args))
     for key, value in config.items():
         if hasattr(resumed, key) and key not in given:
@@ -366,6 +411,21 @@ def open_resume(args, given: set):
     if resumed.epochs < done:
         raise UsageError(f"--resume {folder}: the run has done {done} epochs already; --epochs must be at least that")
     return checkpoint, resumed
+
+
+MIN_STEPS = 4000  # the default training budget's floor, in Adam steps
+
+
+def default_epochs(dataset: str, images: int, batch_size: int, processes: int = 1) -> int:
+    """200 epochs for the digits and folder data, 20 for the torchvision sets, and more where that
+    would be fewer than ``MIN_STEPS`` steps (a small data set, or few crops per epoch)."""
+    steps_per_epoch = math.ceil(images / (batch_size * processes))
+    return max(200 if dataset in ("digits", "folder") else 20, math.ceil(MIN_STEPS / steps_per_epoch))
+
+
+def clip_advice(typical_norm: float) -> str:
+    """', or --clip-norm C' with C five times the run's own median gradient norm (nothing before any)."""
+    return "" if math.isnan(typical_norm) else f" or --clip-norm {5 * typical_norm:.2g}"
 
 
 def launch(processes: int) -> str:
@@ -403,8 +463,8 @@ def main(argv=None) -> int:
     try:
         if args.resume:
             resume, args = open_resume(args, given_flags(parser, sys.argv[1:] if argv is None else argv))
-        if args.epochs is None:
-            args.epochs = 200 if args.dataset in ("digits", "folder") else 20
+        if args.augment is None:
+            args.augment = args.dataset == "folder" and args.crop is not None
         check(args)
         check_distributed(args, ranks)
         device = resolve_device(args.device) if ranks.world_size == 1 else str(ranks.device)
@@ -413,8 +473,10 @@ def main(argv=None) -> int:
             default_out = args.evaluate.parent / "evaluation"
         else:
             checkpoint, trained = None, None
-            data = load_data(args, args.scale, args.crop)
+            data = load_data(args, args.scale, args.crop, args.split, args.augment)
             check_data(args, data)
+            if args.epochs is None:
+                args.epochs = default_epochs(args.dataset, len(data.train_values), args.batch_size, ranks.world_size)
             if resume is not None:
                 check_resumed_data(args, data, resume)
             default_out = Path("runs") / f"{args.dataset}-{args.model}-{args.guide}-{args.prior}"
@@ -490,9 +552,11 @@ def run_config(args, data, device, out: Path) -> dict:
     """Everything that defines a training run, what it was run on, and what produced it."""
     from training.provenance import provenance
 
+    arch = default_architecture(data.image_shape) if args.arch == "auto" else args.arch
     return fill_sr_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate", "resume")},
                              "device": device, "out": str(out), "gamma_init": 0.1, "data_dir": str(args.data_dir),
-                             "arch": default_architecture(data.image_shape) if args.arch == "auto" else args.arch,
+                             "arch": arch, "noise": ("pixel" if arch == "conv" else "scalar") if args.noise == "auto"
+                             else args.noise,
                              "image_shape": list(data.image_shape), "levels": data.levels,
                              "normalization": data.normalization, "paired": data.paired,
                              "train_images": len(data.train_values), "test_images": len(data.test_values),
@@ -544,7 +608,8 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
             history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=test_x,
                             test_y=test_y, progress=interactive,
                             on_epoch=progress_lines(args.epochs) if writer and not interactive else None,
-                            kl_warmup=args.kl_warmup, device=device, amp=args.amp, clip_norm=args.clip_norm,
+                            kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule, device=device, amp=args.amp,
+                            clip_norm=args.clip_norm,
                             max_bad_steps=args.max_bad_steps, checkpoint=checkpoints,
                             checkpoint_every=args.checkpoint_every, should_stop=stop_requested,
                             resume=None if resume is None else resume["training"], ranks=ranks, order=order)
@@ -557,9 +622,10 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
         if writer:
             print(f"run.py: error: training stopped: {stop}; probable causes: a learning rate too high (--lr "
                   f"{args.lr}), a γ floor too low (--gamma-min {args.gamma_min}) or non-finite pixels; "
-                  f"{out}/checkpoint.pt keeps the last good state (after epoch {stop.progress.epoch}): resume "
-                  f"from it with {launch(ranks.world_size)} --resume {out} --lr {args.lr / 10:g} or --clip-norm 100",
-                  file=sys.stderr)
+                  f"{out}/checkpoint.pt keeps the last good state, written before those steps (after epoch "
+                  f"{stop.progress.epoch} or later): resume from it with {launch(ranks.world_size)} --resume {out} "
+                  f"--lr {args.lr / 10:g}"
+                  f"{clip_advice(stop.progress.typical_norm())}", file=sys.stderr)
         return 3
     seconds = history[-1]["seconds"] if history else 0.0
 

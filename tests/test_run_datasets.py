@@ -68,3 +68,23 @@ def test_a_cropped_hr_only_folder_trains_on_patches(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["image_shape"] == [3, 16, 16] and not config["paired"]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["crop"] == 16
+
+
+def test_a_scene_trains_on_crops_and_reports_the_uncertainty_of_its_held_out_tiles(tmp_path):
+    """One 4-band scene of 40×40 (uint16), cut by rows: calibration, std–error correlation, AUSE, CRPS and
+    per-band figures are in metrics.json, the sparsification figure beside the others."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "scene" / "hr").mkdir(parents=True)
+    np.save(tmp_path / "scene" / "hr" / "scene.npy", rng.integers(300, 5000, (4, 40, 40)).astype(np.uint16))
+    out = tmp_path / "out"
+    result = run("--dataset", "folder", "--data-dir", str(tmp_path / "scene"), "--crop", "8", *QUICK,
+                 "--channels", "8", "--hidden", "32", "--arch", "conv", "--rgb-bands", "2,1,0", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["augment"] and config["noise"] == "pixel" and config["lr_schedule"] == "cosine"
+    assert config["test_images"] == 5 and config["train_images"] == 3 * 4  # 8 test rows: 5 tiles; 16×16 chips above
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert -1 <= metrics["std_error_spearman"] <= 1 and 0 <= metrics["ause"] <= metrics["ause_random"] + 1
+    assert metrics["sr_crps"] > 0 and len(metrics["per_band"]["sr_rmse_units"]) == 4
+    assert metrics["per_band"]["bicubic_rmse_units"][0] > 100  # in the data's units (300 … 5000)
+    assert {p.name for p in out.iterdir()} == OUTPUTS

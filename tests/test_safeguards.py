@@ -82,3 +82,37 @@ def test_history_records_each_epochs_median_and_largest_gradient_norm(digits, mo
         norms = torch.tensor(norms, dtype=torch.float64)
         assert row["grad_norm_median"] == norms.median().item() and row["grad_norm_max"] == norms.max().item()
         assert row["grad_norm_max"] > 1.0  # norms before clipping to 1
+
+
+def test_a_finite_but_absurd_step_is_judged_against_the_recent_good_steps():
+    from training.progress import Progress
+
+    state = Progress()
+    state.start_epoch([], "cpu")
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        state.good_step(torch.tensor(64 * (-100.0 + torch.randn((), generator=generator).item())), 64,
+                        torch.tensor(10.0 + torch.rand((), generator=generator).item()))
+    assert not state.absurd(torch.tensor(-90.0), torch.tensor(50.0))  # worse, but not orders of magnitude
+    assert state.absurd(torch.tensor(1e6), torch.tensor(10.0))  # the loss of a breakdown
+    assert state.absurd(torch.tensor(-100.0), torch.tensor(1e4))  # a gradient 1000× the usual
+    assert state.typical_norm() == pytest.approx(10.5, abs=0.5)
+    fresh = Progress()
+    assert not fresh.absurd(torch.tensor(1e30), torch.tensor(1e30))  # nothing to judge by yet
+
+
+def test_an_absurd_step_is_skipped_and_never_reaches_the_parameters(digits):
+    """The loss of step 30 blown up 10⁶ times (finite): skipped like a NaN step, counted, the run goes on."""
+    srvae, guide = build()
+    params = [*srvae.parameters(), *guide.parameters()]
+    objective, calls, seen = make_objective("pyro", srvae, guide), itertools.count(1), {}
+
+    def loss(x, y=None, **options):
+        call = next(calls)
+        seen[call] = [p.detach().clone() for p in params]
+        return objective(x, y, **options) * (1e6 if call == 30 else 1.0)
+
+    history = train(srvae, guide, digits, loss, epochs=2, batch_size=64, lr=1e-3, progress=False)
+    assert [row["skipped_steps"] for row in history] == [0, 1]
+    assert all(torch.equal(a, b) for a, b in zip(seen[30], seen[31], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(seen[31], seen[32], strict=True))

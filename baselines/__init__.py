@@ -1,0 +1,1 @@
+"""Deterministic baselines that the SRVAE's super-resolution is measured against (not part of the model)."""

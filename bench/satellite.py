@@ -1,0 +1,90 @@
+"""The SRVAE against bicubic upsampling and a deterministic residual CNN on a real scene (not a test):
+
+    python -m bench.satellite [--seeds 0 1 2] [--epochs N] [--data-dir data/sentinel2] [--crop 32]
+
+For each seed it runs the README's command, ``python run.py --dataset folder --data-dir DIR --crop P``
+(every other flag at its default; ``--epochs`` only to measure a shorter budget), then trains
+``baselines.cnn`` on the same crops for the same number of Adam steps, and evaluates both on the
+same held-out test tiles. It prints the mean and spread over seeds of PSNR, SSIM, MAE or CRPS,
+coverage, the std–error correlation and AUSE, per band too, and writes them to
+``bench/results.json`` under "satellite".
+"""
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SRVAE_KEYS = ("sr_psnr", "sr_ssim", "sr_mae", "sr_crps", "bicubic_psnr", "bicubic_ssim", "bicubic_mae", "coverage_50",
+              "coverage_90", "coverage_95", "std_error_spearman", "ause", "ause_random", "gamma_x",
+              "explicit_neg_elbo")
+CNN_KEYS = ("cnn_psnr", "cnn_ssim", "cnn_mae")
+
+
+def run(command: list[str]) -> float:
+    """Run a command from the project's root, its output passed through; returns its seconds."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
+    return time.perf_counter() - start
+
+
+def one_seed(seed: int, args, out: Path) -> dict:
+    """Both models for one seed: the SRVAE's metrics, the CNN's, and the steps and seconds of each."""
+    run_dir = out / f"srvae-seed{seed}"
+    extra = ["--epochs", str(args.epochs)] if args.epochs else []
+    seconds = run(["run.py", "--dataset", "folder", "--data-dir", str(args.data_dir), "--crop", str(args.crop),
+                   "--seed", str(seed), "--out", str(run_dir), *extra])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    steps = config["epochs"] * math.ceil(config["train_images"] / config["batch_size"])
+    cnn_file = out / f"cnn-seed{seed}.json"
+    cnn_seconds = run(["-m", "baselines.cnn", "--data-dir", str(args.data_dir), "--crop", str(args.crop),
+                       "--steps", str(steps), "--seed", str(seed), "--out", str(cnn_file)])
+    cnn = json.loads(cnn_file.read_text())
+    return {"seed": seed, "steps": steps, "epochs": config["epochs"], "srvae_seconds": seconds,
+            "cnn_seconds": cnn_seconds, **{k: metrics[k] for k in SRVAE_KEYS}, **{k: cnn[k] for k in CNN_KEYS},
+            "srvae_psnr_per_band": metrics["per_band"]["sr_psnr"],
+            "srvae_rmse_units_per_band": metrics["per_band"]["sr_rmse_units"],
+            "srvae_crps_units_per_band": metrics["per_band"]["sr_crps_units"],
+            "cnn_psnr_per_band": cnn["cnn_psnr_per_band"], "cnn_rmse_units_per_band": cnn["cnn_rmse_units_per_band"],
+            "bicubic_psnr_per_band": cnn["bicubic_psnr_per_band"],
+            "bicubic_rmse_units_per_band": cnn["bicubic_rmse_units_per_band"]}
+
+
+def spread(values) -> str:
+    """'mean ± sd (min–max)' of the seeds' values."""
+    values = list(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4g} ± {sd:.2g} ({min(values):.4g}–{max(values):.4g})"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="[%(default)s]")
+    parser.add_argument("--epochs", type=int, default=None, help="the SRVAE's epochs [run.py's default]")
+    parser.add_argument("--data-dir", type=Path, default=Path("data/sentinel2"), help="[%(default)s]")
+    parser.add_argument("--crop", type=int, default=32, help="[%(default)s]")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-satellite"), help="[%(default)s]")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json", help="[%(default)s]")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    seeds = [one_seed(seed, args, args.out) for seed in args.seeds]
+    table = {key: spread(row[key] for row in seeds) for key in (*SRVAE_KEYS, *CNN_KEYS)}
+    table["srvae_minus_bicubic_psnr"] = spread(row["sr_psnr"] - row["bicubic_psnr"] for row in seeds)
+    table["srvae_minus_cnn_psnr"] = spread(row["sr_psnr"] - row["cnn_psnr"] for row in seeds)
+    for key, value in table.items():
+        print(f"{key:<28} {value}")
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    results["satellite"] = {"command": f"python run.py --dataset folder --data-dir {args.data_dir} --crop {args.crop}"
+                            + (f" --epochs {args.epochs}" if args.epochs else ""), "seeds": seeds, "summary": table}
+    args.results.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,7 +31,8 @@ RESUME_MAY_CHANGE = ("epochs", "lr", "clip_norm", "max_bad_steps", "checkpoint_e
                      "test_images", *(key for key in EVALUATION_KEYS if key != "seed"))  # all else is the run's
 
 
-BEFORE_THESE_FLAGS = {"lr_schedule": "constant", "noise": "scalar", "augment": False, "split": "auto"}  # older runs
+BEFORE_THESE_FLAGS = {"lr_schedule": "constant", "noise": "scalar", "augment": False, "split": "auto",
+                      "nll_beta": 0.0}  # older runs
 
 
 class UsageError(Exception):
@@ -152,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate [%(default)s]")
     t.add_argument("--lr-schedule", default="cosine", choices=list(LR_SCHEDULES),
                    help="; ".join(f"{k} = {v}" for k, v in LR_SCHEDULES.items()) + " [%(default)s]")
+    t.add_argument("--nll-beta", type=float, default=None, metavar="BETA",
+                   help="training only: weigh each pixel's log-density of x by σ^(2·BETA), normalized and not "
+                        "differentiated (β-NLL), so that a per-pixel scale does not starve the fit of the mean "
+                        "where the detail is; 0 = the ELBO itself; the reported ELBO is always the ELBO "
+                        "[0.5 with --noise pixel and --objective pyro, else 0]")
     t.add_argument("--kl-warmup", type=int, default=0, metavar="EPOCHS",
                    help="scale the KL terms from 0 to 1 over this many epochs (0 = no warm-up); the reported "
                         "ELBO is always the unscaled one [%(default)s]")
@@ -244,6 +250,12 @@ def check(args) -> None:
     for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup", "refine_steps", "checkpoint_every"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}")
+    if args.nll_beta is not None and not 0 <= args.nll_beta <= 1:
+        raise UsageError(f"--nll-beta must be between 0 (the ELBO) and 1 (the squared error's weighting), got "
+                         f"{args.nll_beta}")
+    if args.nll_beta and args.objective != "pyro":
+        raise UsageError(f"--nll-beta weighs the pixels through Pyro's Trace_ELBO: use --objective pyro, not "
+                         f"{args.objective}")
     if args.objective == "pyro-jit" and (args.guide not in JIT_GUIDES or args.kl_warmup):
         raise UsageError(f"--objective pyro-jit compiles the ELBO once: it takes --guide {' or '.join(JIT_GUIDES)} "
                          "and no --kl-warmup; use --objective pyro")
@@ -279,6 +291,9 @@ def check_bands(args, data) -> None:
 def check_data(args, data) -> None:
     """The checks of a training run that need the data."""
     check_bands(args, data)
+    if args.augment and data.image_shape[1] != data.image_shape[2]:
+        raise UsageError(f"--augment rotates the training images by 90°, which needs them square, but they are "
+                         f"{data.image_shape[1]}×{data.image_shape[2]}: give --crop P, or --no-augment")
     if args.likelihood == "discretized" and data.levels is None:
         kind = "continuous" if not data.integer else "integer, with bands of different ranges"
         raise UsageError(f"--likelihood discretized needs pixels on one grid of levels; the {args.dataset} "
@@ -553,10 +568,12 @@ def run_config(args, data, device, out: Path) -> dict:
     from training.provenance import provenance
 
     arch = default_architecture(data.image_shape) if args.arch == "auto" else args.arch
+    noise = ("pixel" if arch == "conv" else "scalar") if args.noise == "auto" else args.noise
+    nll_beta = (0.5 if noise == "pixel" and args.objective == "pyro" else 0.0) if args.nll_beta is None \
+        else args.nll_beta
     return fill_sr_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate", "resume")},
                              "device": device, "out": str(out), "gamma_init": 0.1, "data_dir": str(args.data_dir),
-                             "arch": arch, "noise": ("pixel" if arch == "conv" else "scalar") if args.noise == "auto"
-                             else args.noise,
+                             "arch": arch, "noise": noise, "nll_beta": nll_beta,
                              "image_shape": list(data.image_shape), "levels": data.levels,
                              "normalization": data.normalization, "paired": data.paired,
                              "train_images": len(data.train_values), "test_images": len(data.test_values),
@@ -592,10 +609,11 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
         except CheckpointError as error:
             raise UsageError(f"--resume {out}: checkpoint.pt: {error}") from None
     if ranks.world_size == 1:
-        loss, order = make_objective(args.objective, model, guide, args.mixture_kl, args.particles), None
+        loss = make_objective(args.objective, model, guide, args.mixture_kl, args.particles, config["nll_beta"])
+        order = None
     else:
         pyro.set_rng_seed(args.seed + ranks.rank)  # the same initial model, but each process its own draws
-        loss = DistributedELBO(model, guide, ranks, args.particles)
+        loss = DistributedELBO(model, guide, ranks, args.particles, config["nll_beta"])
         order = shard_order(data, args.batch_size, ranks, args.seed)
 
     checkpoints = RunCheckpoints(out, model, guide, config) if writer else None

@@ -11,7 +11,7 @@ of its HR image. Two ways to split train from test (``SPLITS``):
 - ``rows`` (scenes, of any sizes, with ``crop`` = P): the last rows of every scene, a whole
   number of P-tiles and at least ``test_fraction`` of them, are cut into the fixed P×P test
   tiles; training crops are drawn from the rows above, through overlapping 2P×2P chips that
-  hold every P×P window of that part (``chips``), so no test pixel is ever in a training crop.
+  hold every P×P window of that part (``chip_starts``), so no test pixel is ever in a training crop.
 
 Both map every band with one normalization for x and y, from the training pixels only:
 x = (v − low)/span (``data.images``), saved in the run's config so outputs map back.

@@ -38,13 +38,20 @@ def to_display(image: torch.Tensor, rgb=None, stretch=None):
     return shown.permute(1, 2, 0).numpy() if rgb is not None else shown[0].numpy()
 
 
-def percentile_stretch(images: torch.Tensor, rgb=None, percent: float = 2.0):
-    """Per shown channel, the ``percent`` and 100 − ``percent`` percentiles of ``images`` (N, C, H, W):
-    the contrast stretch of a quicklook, so dark reflectances are visible."""
+def percentile_stretch(images: torch.Tensor, rgb=None, low=None, span=None, percent: float = 2.0):
+    """The contrast stretch of a quicklook: per shown channel, the bounds (in the images' normalized
+    units) of one range of data values, the ``percent`` and 100 − ``percent`` percentiles of all shown
+    channels' values v = x·span + low together, so that the colours keep their balance and dark
+    reflectances are visible."""
     images = images.detach().float().cpu()
-    shown = images[:, list(rgb)] if rgb is not None else images.mean(1, keepdim=True)
-    values = shown.transpose(0, 1).flatten(1)
-    bounds = torch.quantile(values, torch.tensor([percent / 100, 1 - percent / 100]), dim=1)
+    channels = list(rgb) if rgb is not None else list(range(images.shape[1]))
+    low = torch.zeros(images.shape[1]) if low is None else torch.as_tensor(low, dtype=torch.float32).cpu()
+    span = torch.ones(images.shape[1]) if span is None else torch.as_tensor(span, dtype=torch.float32).cpu()
+    values = images[:, channels] * span[channels, None, None] + low[channels, None, None]
+    bottom, top = torch.quantile(values.flatten(), torch.tensor([percent / 100, 1 - percent / 100]))
+    bounds = [((bound - low[channels]) / span[channels]) for bound in (bottom, top)]
+    if rgb is None:  # the mean of the bands is shown
+        bounds = [b.mean(0, keepdim=True) for b in bounds]
     return bounds[0], bounds[1]
 
 

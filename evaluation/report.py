@@ -1,6 +1,7 @@
 """Everything measured on the test set after training, the figures, and the printed summary."""
 
 import resource
+import sys
 import time
 
 import numpy as np
@@ -27,22 +28,48 @@ def guide_for(model, guide, x, config: dict, y=None):
     return guide.fitted_to(model, x, config["local_steps"], y=y)
 
 
+class Stages:
+    """Progress of the evaluation on stderr: a line as each stage starts, with the seconds spent so far,
+    and the images done within a stage that reports them."""
+
+    def __init__(self, images: int):
+        self.images_total, self.start, self.name = images, time.perf_counter(), None
+
+    def __call__(self, name: str) -> None:
+        self.name = name
+        print(f"  {self.elapsed()}  {name} on {self.images_total} test images …", file=sys.stderr, flush=True)
+
+    def images(self, done: int) -> None:
+        print(f"  {self.elapsed()}  {self.name}: {done}/{self.images_total} images", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        print(f"  {self.elapsed()}  evaluation done", file=sys.stderr, flush=True)
+
+    def elapsed(self) -> str:
+        return f"{time.perf_counter() - self.start:7.1f} s"
+
+
 def evaluate_run(model, guide, data, config: dict, log_likelihood=importance_weighted_log_likelihood) -> dict:
     """Test-set metrics of a trained model; deterministic for a given ``config["seed"]``.
     ``log_likelihood`` gives the importance-weighted log p(x, y) per image (under torchrun, shared
     out among the processes: ``training.distributed.sharded``)."""
     pyro.set_rng_seed(config["seed"])
     x, y_paired = data.test_pair()
+    stage = Stages(len(x))
     guide = guide_for(model, guide, x, config, y_paired)
     levels = data.bin_levels
+    stage(f"ELBO, Pyro and explicit ({config['eval_particles']} particles × {config['eval_repeats']} repeats)")
     metrics = evaluate_elbo(model, guide, x, y_paired, levels=levels, num_particles=config["eval_particles"],
                             repeats=config["eval_repeats"], mixture_kl=config["mixture_kl"])
+    stage(f"importance-weighted log-likelihood (K = {config['iw_samples']})")
     metrics.update(evaluate_loglik(model, guide, x, y_paired, levels, config["iw_samples"], log_likelihood))
     metrics.update(active_units(guide, x, y_paired))
     y = y_paired if y_paired is not None else guide.d(x)
+    stage(f"super-resolution ({config['sr_samples']} samples per image)")
     metrics.update(evaluate_superres(model, guide, x, y, config["scale"], config["sr_samples"],
                                      proposals=config["sr_proposals"], fit_steps=config["sr_fit_steps"],
-                                     span=data.span))
+                                     span=data.span, progress=stage.images))
+    stage.done()
     metrics.update(**model.gammas(), k_x=model.k_x, k_y=model.k_y, test_images=len(x), levels=levels,
                    paired=y_paired is not None)
     return metrics
@@ -94,12 +121,13 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
 
     samples = super_resolve(model, guide, y, config["sr_samples"], config["sr_proposals"], config["sr_fit_steps"])
     rgb = config.get("rgb_bands")
+    stretch = figures.percentile_stretch(x, rgb, data.low, data.span) if data.name == "folder" else None
     figures.image_rows([("y", y), ("bicubic", upsample(y, config["scale"], "bicubic")),
                         ("SR mean", samples.mean(0)), ("SR sample", samples[0]), ("SR sample", samples[1]),
                         ("SR std", samples.std(0)), ("true x", x), ("|SR mean − x|", (samples.mean(0) - x).abs())],
                        out / "superres.png", f"super-resolution from y alone: {config['sr_samples']} samples of x",
                        heat=("SR std", "|SR mean − x|"), rgb=rgb,
-                       stretch=figures.percentile_stretch(x, rgb) if data.name == "folder" else None)
+                       stretch=stretch)
     figures.reliability(metrics["reliability_nominal"], metrics["reliability_observed"], out / "reliability.png")
     figures.sparsification(metrics, out / "sparsification.png")
     np.savez_compressed(out / "superres.npz", **{name: data.to_original_units(images).cpu().numpy() for name, images in

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from training.objectives import observed_y
-from training.warmup import with_kl_scale
+from training.warmup import with_kl_scale, with_pixel_weights
 
 DISTRIBUTED_GUIDES = ("amortized",)  # a local guide's per-image parameters and the semi-amortized
 # guide's inner optimisation are per process; refused rather than silently wrong
@@ -118,12 +118,12 @@ class PyroFunction(nn.Module):
     ``Trace_ELBO()(model, guide)`` holds the parameters), every log-density scaled by ``scale`` and
     the KL sites by the ``kl_scale`` keyword of each call (the KL warm-up)."""
 
-    def __init__(self, owner: nn.Module, method: str, scale: float = 1.0):
+    def __init__(self, owner: nn.Module, method: str, scale: float = 1.0, nll_beta: float = 0.0):
         super().__init__()
-        self.owner, self.method, self.scale = owner, method, scale
+        self.owner, self.method, self.scale, self.nll_beta = owner, method, scale, nll_beta
 
     def forward(self, *args, kl_scale: float = 1.0, **kwargs):
-        function = poutine.scale(getattr(self.owner, self.method), scale=self.scale)
+        function = poutine.scale(with_pixel_weights(getattr(self.owner, self.method), self.nll_beta), scale=self.scale)
         return with_kl_scale(function, kl_scale)(*args, **kwargs)
 
 
@@ -133,11 +133,11 @@ class DistributedELBO:
     Keep it alive until the backward pass is done: DDP's gradient all-reduce belongs to it, and a
     temporary one (``DistributedELBO(...)(x).backward()``) silently leaves the gradients local."""
 
-    def __init__(self, model, guide, ranks, num_particles: int = 1):
+    def __init__(self, model, guide, ranks, num_particles: int = 1, nll_beta: float = 0.0):
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
         self.model, self.guide = model, guide
         scale = ranks.world_size
-        self.module = elbo(PyroFunction(model, "model", scale), PyroFunction(guide, "guide", scale))
+        self.module = elbo(PyroFunction(model, "model", scale, nll_beta), PyroFunction(guide, "guide", scale))
         device = next(model.parameters()).device
         self.ddp = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
 

@@ -7,7 +7,7 @@ from pyro.infer import JitTrace_ELBO, Trace_ELBO
 
 from model.elbo import explicit_elbo
 from model.registration import registered
-from training.warmup import with_kl_scale
+from training.warmup import with_kl_scale, with_pixel_weights
 
 OBJECTIVES = {
     "pyro": "Pyro's Trace_ELBO (Monte-Carlo log p − log q over every site)",
@@ -18,13 +18,18 @@ OBJECTIVES = {
 JIT_GUIDES = ("amortized",)
 
 
-def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_particles: int = 1):
-    """The loss function of objective ``name`` for this model and guide module."""
+def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_particles: int = 1,
+                   nll_beta: float = 0.0):
+    """The loss function of objective ``name`` for this model and guide module; ``nll_beta`` > 0 weighs
+    the pixels of x by the β-NLL weights (``training.warmup.PixelWeighted``; the pyro objective only)."""
+    if nll_beta and name != "pyro":
+        raise ValueError(f"the β-NLL weights are applied through Pyro's Trace_ELBO; objective {name!r} has none")
     if name == "pyro":
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
+        model_fn = with_pixel_weights(model.model, nll_beta)
 
         def loss(x, y=None, kl_scale=1.0, index=None):
-            return elbo.differentiable_loss(with_kl_scale(model.model, kl_scale), with_kl_scale(guide.guide, kl_scale),
+            return elbo.differentiable_loss(with_kl_scale(model_fn, kl_scale), with_kl_scale(guide.guide, kl_scale),
                                             x, observed_y(model, guide, x, y), index=index)
     elif name == "pyro-jit":
         # JitTrace_ELBO compiles with torch.jit.trace, which torch 2.14 marks deprecated on every trace;

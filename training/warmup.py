@@ -1,8 +1,10 @@
-"""Schedules of training: the KL warm-up (the KL terms scaled by β from 0 to 1 over the first epochs) and
-the learning rate's."""
+"""What training changes and evaluation does not: the KL warm-up (the KL terms scaled by β from 0 to 1
+over the first epochs), the learning rate's schedule, and the β-NLL weights of the pixels of x."""
 
 import math
+from typing import ClassVar
 
+from pyro.distributions import TorchDistribution
 from pyro.poutine.messenger import Messenger
 
 LATENT_SITES = ("u", "z")  # their log p − log q make up KL_u and KL_z; y and x are reconstructions
@@ -48,3 +50,52 @@ def lr_factor(schedule: str, done: int, total: int) -> float:
     if schedule != "cosine":
         raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(done / max(total, 1), 1.0)))
+
+
+class PixelWeighted(TorchDistribution):
+    """A decoder of x, ``fn`` (image event dims, a Normal or discretized base with a per-pixel
+    ``scale``), whose log-density weighs pixel i by wᵢ = σᵢ^{2β} / mean_j σⱼ^{2β}, not differentiated:
+    the β-NLL of Seitzer et al. (2022). The weights average 1 per image, so the term keeps its size
+    against the KLs. Its gradient in the mean, wᵢ·(xᵢ − x̂ᵢ)/σᵢ², is the squared error's at β = 1,
+    where the ELBO's (β = 0) gives up on the pixels it calls uncertain; the σ that maximizes it is
+    the ELBO's. A training surrogate, like the KL warm-up: what is reported is the ELBO itself."""
+
+    arg_constraints: ClassVar[dict] = {}
+
+    def __init__(self, fn, beta: float):
+        self.fn, self.beta = fn, beta
+        super().__init__(fn.batch_shape, fn.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.fn.support
+
+    def expand(self, batch_shape, _instance=None):
+        return PixelWeighted(self.fn.expand(batch_shape), self.beta)
+
+    def sample(self, sample_shape=()):
+        return self.fn.sample(sample_shape)
+
+    def log_prob(self, value):
+        base = self.fn.base_dist
+        per_pixel = base.log_prob(value)
+        weights = base.scale.detach().pow(2 * self.beta).expand_as(per_pixel)
+        weights = weights / weights.flatten(-3).mean(-1)[..., None, None, None]
+        return (weights * per_pixel).flatten(-3).sum(-1)
+
+
+class WeightPixels(Messenger):
+    """At the sample site ``x``, the model's decoder replaced by its ``PixelWeighted`` form."""
+
+    def __init__(self, beta: float, site: str = "x"):
+        super().__init__()
+        self.beta, self.site = beta, site
+
+    def _process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] == self.site:
+            msg["fn"] = PixelWeighted(msg["fn"], self.beta)
+
+
+def with_pixel_weights(fn, beta: float):
+    """``fn`` (a model) with the β-NLL weights on the pixels of x; ``fn`` itself at β = 0."""
+    return fn if beta == 0 else WeightPixels(beta)(fn)

@@ -28,9 +28,11 @@ class GaussianImage(nn.Module):
     likelihood bounded, so σ cannot collapse to 0; on the log scale Adam moves σ by relative steps.
     """
 
-    def __init__(self, net: nn.Module, image_shape, gamma_init=0.1, gamma_min=1e-3, levels=None, noise="scalar"):
-        """``net`` maps the parents to the logits of the mean (the mean is their sigmoid), followed, for
-        a per-pixel σ, by as many channels of raw scales."""
+    def __init__(self, net: nn.Module, image_shape, gamma_init=0.1, gamma_min=1e-3, levels=None, noise="scalar",
+                 link="sigmoid"):
+        """``net`` maps the parents to the mean through ``link``: the logits of the mean (the mean is
+        their sigmoid), or the mean itself ("identity"); followed, for a per-pixel σ, by as many
+        channels of raw log-scales."""
         super().__init__()
         if not 0 < gamma_min < gamma_init:
             raise ValueError(f"need 0 < gamma_min < gamma_init, got {gamma_min}, {gamma_init}")
@@ -38,6 +40,7 @@ class GaussianImage(nn.Module):
             raise ValueError(f"unknown noise model {noise!r}; choose from {', '.join(NOISE)}")
         self.image_shape = tuple(image_shape)
         self.levels, self.noise = levels, noise
+        self.link = torch.sigmoid if link == "sigmoid" else (lambda mean: mean)
         self.net = net
         self.register_buffer("gamma_min", torch.tensor(float(gamma_min)))
         shape = () if noise == "scalar" else (self.image_shape[0], 1, 1)
@@ -51,9 +54,9 @@ class GaussianImage(nn.Module):
     def mean_and_scale(self, *parents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(*parents)
         if self.noise != "pixel":
-            return torch.sigmoid(out), self.gamma
+            return self.link(out), self.gamma
         logits, raw = out.chunk(2, dim=-3)
-        return torch.sigmoid(logits), self.gamma_min + (self.rho + raw).exp()
+        return self.link(logits), self.gamma_min + (self.rho + raw).exp()
 
     def mean(self, *parents: torch.Tensor) -> torch.Tensor:
         return self.mean_and_scale(*parents)[0]
@@ -85,11 +88,14 @@ class PYGivenU(GaussianImage):
 
 class PXGivenYZ(GaussianImage):
     """p(x | y, z) = N(x̂(y, z), γ₁²·I) over the k_x pixels of the HR image, or with γ₁ per band or
-    σ₁(y, z) per pixel (``noise``)."""
+    σ₁(y, z) per pixel (``noise``). The convolutional x̂ is bicubic(y) plus what the network adds
+    (no sigmoid, as the residual CNNs of super-resolution: the same gradient for dark pixels as for
+    bright ones); the MLP's is the sigmoid of its output added to the logit of bicubic(y)."""
 
     def __init__(self, y_shape, latent_z, x_shape, scale, arch: Architecture, noise="scalar", **gamma):
         heads = 2 if noise == "pixel" else 1
-        super().__init__(arch.x_decoder(y_shape, latent_z, x_shape, scale, heads), x_shape, noise=noise, **gamma)
+        super().__init__(arch.x_decoder(y_shape, latent_z, x_shape, scale, heads), x_shape, noise=noise,
+                         link="identity" if arch.kind == "conv" else "sigmoid", **gamma)
 
 
 PRIOR_SCALE_MIN = 0.1  # the floor of p(z | y, u)'s scales

@@ -84,8 +84,8 @@ class ConvImage(nn.Module):
 
 
 def logit(images: torch.Tensor) -> torch.Tensor:
-    """logit of images in [0, 1], clamped into [10⁻³, 1 − 10⁻³]: for y upsampled, where the decoders of x
-    start, so that they learn what x adds to y (DSen2's residual over an upsampled input)."""
+    """logit of images in [0, 1], clamped into [10⁻³, 1 − 10⁻³]: for y upsampled, where the MLP decoder of
+    x starts, so that it learns what x adds to y (DSen2's residual over an upsampled input)."""
     return torch.logit(images.clamp(1e-3, 1 - 1e-3))
 
 
@@ -109,9 +109,9 @@ class ConvXGivenYZ(nn.Module):
     """Logits of x from (y, z), as in srVAE: z mapped to ``channels`` maps at y's resolution and
     concatenated with y; residual blocks at the LR resolution; nearest upsampling ×s; concatenated
     with y upsampled to x's size (bicubic); residual blocks; a 3×3 convolution to x's bands (and as
-    many log-scale channels when ``heads`` is 2), added to the logit of the upsampled y, so that the
-    mean of x starts at y upsampled and the networks learn what x adds to it (x and y share their
-    bands)."""
+    many log-scale channels when ``heads`` is 2), added to the upsampled y itself, so that the mean
+    of x (``link`` identity) starts at y upsampled and the networks learn what x adds to it (x and y
+    share their bands)."""
 
     def __init__(self, y_shape, latent_z: int, x_shape, scale: int, channels: int = 32, blocks: int = 1,
                  heads: int = 1):
@@ -131,5 +131,5 @@ class ConvXGivenYZ(nn.Module):
         z_maps = self.from_z(z.expand(*batch, z.shape[-1])).reshape(-1, *self.lr_maps)
         h = self.low(torch.cat([z_maps, y4], dim=1))
         y_big = upsample(y4, self.scale, "bicubic")
-        out = add_to_mean_logits(self.high(torch.cat([h, y_big], dim=1)), logit(y_big))
+        out = add_to_mean_logits(self.high(torch.cat([h, y_big], dim=1)), y_big)
         return out.reshape(*batch, *out.shape[-3:])

@@ -37,7 +37,8 @@ def kl_scale(epoch: int, fraction: float, warmup_epochs: int) -> float:
     return min(1.0, (epoch - 1 + fraction) / warmup_epochs)
 
 
-LR_SCHEDULES = {"cosine": "from --lr down to 1 % of it along half a cosine over the run's steps",
+LR_SCHEDULES = {"cosine": "from --lr down to a hundredth of it along half a cosine over the run's steps (more "
+                          "--epochs for a finished run re-plan it)",
                 "constant": "--lr throughout"}
 
 

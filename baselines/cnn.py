@@ -10,7 +10,6 @@ models alone.
     python -m baselines.cnn --data-dir data/sentinel2 --crop 32 --steps 6000
 """
 
-
 import argparse
 import json
 import sys
@@ -50,7 +49,6 @@ def train_cnn(net: ResidualCNN, data, steps: int, batch_size: int = 64, lr: floa
     """Adam on the mean squared error of x̂(y) over ``steps`` minibatches of fresh training crops, in the
     epoch order the SRVAE's loop uses; ``schedule(step)`` multiplies the learning rate. Returns the
     losses."""
-
     optimizer = adam(net.parameters(), lr)
     device = data.train_values.device
     losses, bar = [], tqdm(total=steps, desc="training the CNN", unit="step", disable=not progress, leave=False)

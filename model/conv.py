@@ -96,9 +96,9 @@ def zero_last(net: nn.Sequential) -> None:
     nn.init.zeros_(net[-1].bias)
 
 
-def add_to_mean_logits(out: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """``base`` added to the first C channels of a decoder's output (the mean's logits); a second set
-    of C channels (log-scales) is left as it is."""
+def add_to_mean(out: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """``base`` added to the first C channels of a decoder's output (the mean, or its logits); a second
+    set of C channels (log-scales) is left as it is."""
     if out.shape[-3] == base.shape[-3]:
         return out + base
     logits, rest = out.split([base.shape[-3], out.shape[-3] - base.shape[-3]], dim=-3)
@@ -106,7 +106,7 @@ def add_to_mean_logits(out: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
 
 
 class ConvXGivenYZ(nn.Module):
-    """Logits of x from (y, z), as in srVAE: z mapped to ``channels`` maps at y's resolution and
+    """The mean of x (and its log-scales) from (y, z), as in srVAE: z mapped to ``channels`` maps at y's resolution and
     concatenated with y; residual blocks at the LR resolution; nearest upsampling ×s; concatenated
     with y upsampled to x's size (bicubic); residual blocks; a 3×3 convolution to x's bands (and as
     many log-scale channels when ``heads`` is 2), added to the upsampled y itself, so that the mean
@@ -131,5 +131,5 @@ class ConvXGivenYZ(nn.Module):
         z_maps = self.from_z(z.expand(*batch, z.shape[-1])).reshape(-1, *self.lr_maps)
         h = self.low(torch.cat([z_maps, y4], dim=1))
         y_big = upsample(y4, self.scale, "bicubic")
-        out = add_to_mean_logits(self.high(torch.cat([h, y_big], dim=1)), y_big)
+        out = add_to_mean(self.high(torch.cat([h, y_big], dim=1)), y_big)
         return out.reshape(*batch, *out.shape[-3:])

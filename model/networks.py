@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from data.downscale import upsample
 from model.activation import ELU
-from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ, add_to_mean_logits, logit
+from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ, add_to_mean, logit
 
 
 def mlp(in_features: int, out_features: int, hidden: int = 256, depth: int = 2) -> nn.Sequential:
@@ -64,7 +64,7 @@ class YZMLP(nn.Module):
 
     def forward(self, y, z):
         out = self.net(features(y.flatten(-3), z)).unflatten(-1, self.out_shape)
-        return add_to_mean_logits(out, logit(upsample(y, self.scale)))
+        return add_to_mean(out, logit(upsample(y, self.scale)))
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="residual blocks per resolution (--arch conv) [%(default)s]")
     m.add_argument("--noise", default="auto", choices=["auto", *NOISE],
                    help="the scale of p(x | y, z): " + "; ".join(f"{k} = {v}" for k, v in NOISE.items())
-                        + "; auto = pixel with --arch conv, else scalar [%(default)s]")
+                        + "; auto = pixel for the SRVAE with --arch conv, else scalar [%(default)s]")
     m.add_argument("--gamma-min", type=positive(float), default=1e-3,
                    help="floor of the decoder standard deviations γ₁, γ₂ [%(default)s]")
 
@@ -250,6 +250,9 @@ def check(args) -> None:
     for flag in ("sr_proposals", "sr_fit_steps", "kl_warmup", "refine_steps", "checkpoint_every"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be 0 or more, got {getattr(args, flag)}")
+    if args.model == "vae" and args.noise in ("band", "pixel"):
+        raise UsageError(f"--noise {args.noise} is a scale of the SRVAE's p(x | y, z); the VAE baseline has one γ: "
+                         "drop --noise, or use --model srvae")
     if args.nll_beta is not None and not 0 <= args.nll_beta <= 1:
         raise UsageError(f"--nll-beta must be between 0 (the ELBO) and 1 (the squared error's weighting), got "
                          f"{args.nll_beta}")
@@ -568,7 +571,7 @@ def run_config(args, data, device, out: Path) -> dict:
     from training.provenance import provenance
 
     arch = default_architecture(data.image_shape) if args.arch == "auto" else args.arch
-    noise = ("pixel" if arch == "conv" else "scalar") if args.noise == "auto" else args.noise
+    noise = ("pixel" if arch == "conv" and args.model == "srvae" else "scalar") if args.noise == "auto" else args.noise
     nll_beta = (0.5 if noise == "pixel" and args.objective == "pyro" else 0.0) if args.nll_beta is None \
         else args.nll_beta
     return fill_sr_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate", "resume")},

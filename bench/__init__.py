@@ -1,1 +1,2 @@
-"""The benchmark of issue 6: ``python -m bench``."""
+"""Benchmarks that print numbers (not tests): ``python -m bench`` (speed) and ``python -m bench.satellite``
+(the SRVAE against bicubic and a CNN on a scene)."""

@@ -1,4 +1,4 @@
-"""The performance benchmark of issue 6 (not a test): ``python -m bench [--quick] [--out FILE]``.
+"""The performance benchmark (not a test): ``python -m bench [--quick] [--out FILE]``.
 
 Everything is measured side by side in this one process, on the same model, data and batch:
 each figure is the median of repeated timed runs after warm-up, the methods interleaved so that

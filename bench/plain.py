@@ -1,5 +1,5 @@
 """The explicit ELBO written as plain PyTorch: the networks called directly, no Pyro trace, plate
-or distribution object (the baseline that Pyro's overhead is measured against, issue 6)."""
+or distribution object (the baseline that Pyro's overhead is measured against)."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""MNIST, Fashion-MNIST and CIFAR-10 through torchvision's own dataset classes (issue 5).
+"""MNIST, Fashion-MNIST and CIFAR-10 through torchvision's own dataset classes.
 
 Nothing is downloaded unless asked (``download=True``); missing files are a ``DataError`` that
 names the folder and the files expected, never torchvision's traceback.

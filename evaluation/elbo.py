@@ -7,7 +7,7 @@ from pyro.infer import Trace_ELBO
 
 from model.elbo import explicit_elbo
 
-PIXELS_PER_PASS = 2**20  # image pixels × draws per forward pass: sized for the CPU's caches (issue 6)
+PIXELS_PER_PASS = 2**20  # image pixels × draws per forward pass: sized for the CPU's caches
 
 
 def per_pass(limit: int, draws: int, pixels: int, budget: int = PIXELS_PER_PASS) -> int:
@@ -39,7 +39,7 @@ def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=6
     Each of the ``repeats`` independent estimates averages ``num_particles`` particles over the
     whole set; the standard error is that of their mean. At most ``chunk`` images at a time
     (``per_pass``): 64 × 64 particles per pass ran 1.6× faster on the CPU than 512 × 64, whose
-    activations overflow the caches (issue 6).
+    activations overflow the caches.
     """
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
     size = per_pass(chunk, num_particles, x[0].numel())

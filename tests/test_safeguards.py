@@ -116,3 +116,37 @@ def test_an_absurd_step_is_skipped_and_never_reaches_the_parameters(digits):
     assert [row["skipped_steps"] for row in history] == [0, 1]
     assert all(torch.equal(a, b) for a, b in zip(seen[30], seen[31], strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(seen[31], seen[32], strict=True))
+
+
+def test_an_epoch_whose_test_elbo_breaks_down_is_judged_against_the_finished_epochs():
+    from training.progress import Progress
+
+    state = Progress()
+    assert state.broken(float("inf")) and state.broken(float("nan"))
+    assert not state.broken(1e30)  # nothing to judge by yet
+    state.history = [{"epoch": e, "test_loss": loss} for e, loss in enumerate((-100.0, -101.0, -99.0), start=1)]
+    assert not state.broken(-80.0)  # worse, but not orders of magnitude
+    assert state.broken(1e6)
+
+
+def test_an_epoch_that_ruins_the_parameters_is_not_checkpointed(digits):
+    """The last step of epoch 3 is ordinary, but after it σ₁ is infinite: the run stops there, and the
+    last checkpoint written is the one after epoch 2."""
+    from training.loop import NonFiniteSteps
+
+    srvae, guide = build()
+    objective, calls = make_objective("pyro", srvae, guide), itertools.count(1)
+    steps = -(-len(digits.train_values) // 64)
+
+    def loss(x, y=None, **options):
+        value = objective(x, y, **options)
+        if next(calls) == 3 * steps:
+            with torch.no_grad():
+                srvae.p_x_given_yz.rho.fill_(200.0)  # γ₁ = exp(200) = inf in float32; this step's loss is finite
+        return value
+
+    saved = []
+    with pytest.raises(NonFiniteSteps, match="after epoch 3 the test −ELBO is inf per image"):
+        train(srvae, guide, digits, loss, epochs=5, batch_size=64, lr=1e-3, progress=False,
+              test_x=digits.test_images()[:64], checkpoint=lambda state: saved.append(state["progress"]["epoch"]))
+    assert saved == [0, 1, 2]

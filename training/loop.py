@@ -70,7 +70,8 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
     - a step whose loss or gradient norm is not finite, or is absurd (``Progress.absurd``: orders of
       magnitude above the recent good steps), is skipped (the parameters and Adam's moments are not
       touched) and counted; after ``max_bad_steps`` in a row ``NonFiniteSteps`` is raised, no
-      checkpoint being written, so the last one on disk is the last good state.
+      checkpoint being written, so the last one on disk is the last good state. So is an epoch
+      whose parameters give a non-finite or absurd test −ELBO (``Progress.broken``).
       ``clip_norm`` clips the gradient's global norm.
     - ``checkpoint(state)`` is called with everything needed to continue (optimizer, ``Progress``,
       random-number states) before the first step, after every epoch, every ``checkpoint_every``
@@ -78,7 +79,7 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
       ``resume=state`` continues from such a state: the same steps, on the same batches, with the
       same random draws as the uninterrupted run.
 
-    Data-parallel training (issue 8): ``ranks`` (``training.distributed``) sums the epoch's loss
+    Data-parallel training: ``ranks`` (``training.distributed``) sums the epoch's loss
     over the processes and makes them agree on skipping a step and on stopping; ``order(epoch)``
     gives this process's batches (default: all images in a random order); the state handed to
     ``checkpoint`` then holds every process's progress and random streams under ``"ranks"``.
@@ -149,6 +150,9 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
             with torch.no_grad():
                 test = -explicit_elbo(model, guide.guide, test_x, test_y).elbo.mean()
                 row["test_loss"] = (ranks.sum(test) / ranks.world_size).item()  # each process's estimate, averaged
+        if "test_loss" in row and state.broken(row["test_loss"]):
+            raise NonFiniteSteps(f"after epoch {epoch} the test −ELBO is {row['test_loss']:.4g} per image: the "
+                                 "parameters broke down in that epoch", state)
         row.update(**model.gammas(), seconds=before + time.perf_counter() - start)
         state.end_epoch(epoch, row)
         save()

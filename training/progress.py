@@ -1,9 +1,12 @@
 """Where a training run stands, as a checkpoint records it."""
 
+import math
+
 import torch
 
 RECENT_STEPS = 200  # the good steps whose losses and gradient norms judge a new step
 SPIKE = 100.0  # how far above those a step's loss must be to be absurd
+RECENT_EPOCHS = 20  # the finished epochs whose test −ELBO judges the next
 
 
 class Progress:
@@ -32,6 +35,20 @@ class Progress:
         median = self.recent[:, 0].median()
         spread = (self.recent[:, 0] - median).abs().median()
         return loss_per_image - median > SPIKE * (median.abs() + spread)
+
+    def broken(self, test_loss: float) -> bool:
+        """Whether the parameters an epoch ended with broke down: their test −ELBO per image is not
+        finite, or is absurd against the finished epochs' (judged as ``absurd`` judges a step, once
+        three are known). A step's loss is judged before its update; this judges what the updates
+        made, which a run of finite, ordinary-looking steps can still ruin."""
+        if not math.isfinite(test_loss):
+            return True
+        before = torch.tensor([row["test_loss"] for row in self.history[-RECENT_EPOCHS:] if "test_loss" in row])
+        if len(before) < 3:
+            return False
+        median = before.median()
+        spread = (before - median).abs().median()
+        return bool(test_loss - median > SPIKE * (median.abs() + spread))
 
     def typical_norm(self) -> float:
         """The median gradient norm of the recent good steps (nan before any)."""

@@ -26,7 +26,7 @@ from training.objectives import make_objective
 
 CONFIG = {"guide": "amortized", "prior": "normal", "components": 10, "latent_u": 4, "latent_z": 8, "hidden": 256,
           "depth": 2, "scale": 2, "downscale": "area", "gamma_init": 0.1, "gamma_min": 1e-3, "channels": 32,
-          "blocks": 1}
+          "blocks": 1, "feature_norm": True}
 SETUPS = {"mlp / digits 8×8": ("mlp", (1, 8, 8)), "conv / 28×28": ("conv", (1, 28, 28))}
 DEFAULT_BATCH = 64
 

@@ -8,6 +8,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from data.downscale import upsample
 from model.activation import ELU
@@ -46,10 +47,18 @@ def stage(channels: int, blocks: int) -> list[nn.Module]:
 
 class ConvFeatures(nn.Module):
     """An image (…, C, H, W) → a flat feature vector of ``out_features``: a 3×3 convolution to
-    ``channels``, residual blocks, and a stride-2 convolution per halving (``halvings``)."""
+    ``channels``, residual blocks, and a stride-2 convolution per halving (``halvings``); with
+    ``normalize``, scaled per image to zero mean and unit variance (layer norm, no learned affine).
 
-    def __init__(self, image_shape, channels: int = 32, blocks: int = 1):
+    The normalization bounds what the Gaussian heads on top receive. Unnormalized, a stack of
+    convolutions can scale its output by a constant factor per Adam step (every weight moves by
+    about the learning rate, all in the direction that grows the activations), so an encoder that
+    starts to sharpen its latent (q(z | x)'s σ falling to its floor) grows its features by orders of
+    magnitude within a few steps, its latent's mean and scale with them, and training breaks down."""
+
+    def __init__(self, image_shape, channels: int = 32, blocks: int = 1, normalize: bool = False):
         super().__init__()
+        self.normalize = normalize
         c, h, w = image_shape
         layers = [nn.Conv2d(c, channels, 3, padding=1), *stage(channels, blocks)]
         for _ in range(halvings(h, w)):
@@ -59,7 +68,8 @@ class ConvFeatures(nn.Module):
         self.out_features = channels * h * w
 
     def forward(self, images):
-        return on_images(self.net, images).flatten(-3)
+        h = on_images(self.net, images).flatten(-3)
+        return F.layer_norm(h, h.shape[-1:]) if self.normalize else h
 
 
 class ConvImage(nn.Module):

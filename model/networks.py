@@ -72,13 +72,15 @@ class Architecture:
     """The family and sizes of every network (``--arch``, ``--hidden``, ``--depth``, ``--channels``,
     ``--blocks``): ``mlp`` works on flattened images; ``conv`` uses residual convolutions
     (``model.conv``) for images, and MLPs of width ``hidden`` and ``depth`` layers for the Gaussian
-    heads on top of their features."""
+    heads on top of their features, which ``feature_norm`` normalizes per image (``--feature-norm``;
+    ``model.conv.ConvFeatures``)."""
 
     kind: str = "mlp"
     hidden: int = 256
     depth: int = 2
     channels: int = 32
     blocks: int = 1
+    feature_norm: bool = True
 
     def __post_init__(self):
         if self.kind not in ARCHITECTURES:
@@ -88,7 +90,7 @@ class Architecture:
         """A network from images (…, C, H, W) to flat features, and the number of features."""
         if self.kind == "mlp":
             return nn.Flatten(-3), math.prod(image_shape)
-        net = ConvFeatures(image_shape, self.channels, self.blocks)
+        net = ConvFeatures(image_shape, self.channels, self.blocks, self.feature_norm)
         return net, net.out_features
 
     def gaussian(self, in_features: int, latent_dim: int, min_scale: float = 1e-4) -> DiagonalGaussian:

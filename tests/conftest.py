@@ -9,7 +9,8 @@ from training.loop import train
 from training.objectives import make_objective
 
 CONFIG = {"guide": "amortized", "prior": "normal", "components": 10, "latent_u": 4, "latent_z": 8,
-          "hidden": 64, "depth": 2, "scale": 2, "downscale": "area", "gamma_init": 0.1, "gamma_min": 1e-3}
+          "hidden": 64, "depth": 2, "scale": 2, "downscale": "area", "gamma_init": 0.1, "gamma_min": 1e-3,
+          "feature_norm": True}
 
 
 @pytest.fixture(autouse=True)

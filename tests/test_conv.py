@@ -85,3 +85,27 @@ def test_halvings_and_the_default_architecture():
     assert [halvings(s, s) for s in (7, 8, 14, 16, 28, 32)] == [0, 1, 1, 2, 2, 3]
     assert default_architecture((1, 8, 8)) == "mlp" and default_architecture((1, 28, 28)) == "conv"
     assert default_architecture((3, 32, 32)) == "conv"
+
+
+def test_normalized_features_stay_bounded_when_adam_grows_every_weight():
+    """Each conv weight of the default width moved by 0.02 away from 0 (twenty Adam steps of 10⁻³
+    that agree): the unnormalized features grow several-fold, the normalized ones keep zero mean and
+    unit variance per image, so the Gaussian heads on top see inputs of the same size."""
+    from model.conv import ConvFeatures
+
+    x = images((4, 32, 32))
+    for normalize in (False, True):
+        torch.manual_seed(0)
+        net = ConvFeatures((4, 32, 32), channels=32, normalize=normalize)
+        before = net(x)
+        with torch.no_grad():
+            for module in net.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.weight.add_(0.02 * module.weight.sign())
+        after = net(x)
+        growth = (after.norm(dim=-1) / before.norm(dim=-1)).min().item()
+        if normalize:
+            torch.testing.assert_close(after.mean(-1), torch.zeros(16), atol=1e-5, rtol=0)
+            torch.testing.assert_close(after.var(-1, unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
+        else:
+            assert growth > 3

@@ -39,6 +39,7 @@ def build_model_and_guide(config: dict, x_shape, device="cpu"):
 
 
 def architecture(config: dict) -> Architecture:
-    """The networks a configuration describes (runs from before ``--arch`` used MLPs)."""
+    """The networks a configuration describes (runs from before ``--arch`` used MLPs, and those from
+    before ``--feature-norm`` unnormalized features)."""
     return Architecture(config.get("arch", "mlp"), config["hidden"], config["depth"], config.get("channels", 32),
-                        config.get("blocks", 1))
+                        config.get("blocks", 1), config.get("feature_norm", False))

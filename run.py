@@ -25,14 +25,17 @@ from training.objectives import JIT_GUIDES, OBJECTIVES
 from training.warmup import LR_SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda")
-EVALUATION_KEYS = ("eval_particles", "eval_repeats", "iw_samples", "sr_samples", "sr_proposals", "sr_fit_steps",
-                   "seed", "mixture_kl", "local_steps", "rgb_bands")  # what --evaluate takes from its command line
+EVALUATION_KEYS = ("eval_particles", "eval_repeats", "elbo_se", "eval_max_particles", "iw_samples", "sr_samples",
+                   "sr_proposals", "sr_fit_steps", "seed", "mixture_kl", "local_steps",
+                   "rgb_bands")  # what --evaluate takes from its command line
 RESUME_MAY_CHANGE = ("epochs", "lr", "clip_norm", "max_bad_steps", "checkpoint_every", "device", "data_dir",
                      "test_images", *(key for key in EVALUATION_KEYS if key != "seed"))  # all else is the run's
 
 
+IW_PIXEL_BUDGET = 64_000  # importance draws × pixel values per test image, by default
+IW_MIN_SAMPLES = 100
 BEFORE_THESE_FLAGS = {"lr_schedule": "constant", "noise": "scalar", "augment": False, "split": "auto",
-                      "nll_beta": 0.0}  # older runs
+                      "nll_beta": 0.0, "feature_norm": False}  # older runs
 
 
 class UsageError(Exception):
@@ -114,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature maps of every convolution (--arch conv) [%(default)s]")
     m.add_argument("--blocks", type=positive(int), default=1,
                    help="residual blocks per resolution (--arch conv) [%(default)s]")
+    m.add_argument("--feature-norm", action=argparse.BooleanOptionalAction, default=True,
+                   help="scale the convolutional encoders' features of each image to zero mean and unit variance "
+                        "before their Gaussian heads (layer norm), so that Adam's steps cannot grow them without "
+                        "bound; no effect with --arch mlp [on]")
     m.add_argument("--noise", default="auto", choices=["auto", *NOISE],
                    help="the scale of p(x | y, z): " + "; ".join(f"{k} = {v}" for k, v in NOISE.items())
                         + "; auto = pixel for the SRVAE with --arch conv, else scalar [%(default)s]")
@@ -189,12 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--local-steps", type=int, default=500,
                    help="SVI steps that fit a local guide's parameters for the test images, the model frozen, "
                         "before anything is evaluated [%(default)s]")
-    e.add_argument("--eval-particles", type=positive(int), default=64,
-                   help="particles per test image in each ELBO estimate [%(default)s]")
-    e.add_argument("--eval-repeats", type=positive(int), default=10,
-                   help="independent ELBO estimates, for the standard errors (at least 2) [%(default)s]")
-    e.add_argument("--iw-samples", type=positive(int), default=1000,
-                   help="importance samples K per test image for the estimate of log p(x, y) [%(default)s]")
+    e.add_argument("--eval-particles", type=positive(int), default=16,
+                   help="particles per test image in each repeat of an ELBO estimate [%(default)s]")
+    e.add_argument("--eval-repeats", type=positive(int), default=4,
+                   help="independent repeats of each ELBO estimate before its standard error is judged "
+                        "(at least 2) [%(default)s]")
+    e.add_argument("--elbo-se", type=positive(float), default=0.05, metavar="NATS",
+                   help="the standard error per image each ELBO estimate repeats until it reaches, from "
+                        "the first repeats' spread [%(default)s]")
+    e.add_argument("--eval-max-particles", type=positive(int), default=256, metavar="N",
+                   help="the most particles per test image an ELBO estimate takes in all, whatever its "
+                        "standard error [%(default)s]")
+    e.add_argument("--iw-samples", type=positive(int), default=None,
+                   help="importance samples K per test image for the estimate of log p(x, y) [1000 for images "
+                        f"of up to {IW_PIXEL_BUDGET // 1000} pixel values (the 8×8 digits), fewer for larger "
+                        f"ones, as many as keep K × pixels ≤ {IW_PIXEL_BUDGET}, at least {IW_MIN_SAMPLES}]")
     e.add_argument("--sr-samples", type=positive(int), default=100,
                    help="samples of x per LR image for super-resolution [%(default)s]")
     e.add_argument("--sr-fit-steps", type=int, default=None,
@@ -463,9 +479,19 @@ def check_resumed_data(args, data, checkpoint: dict) -> None:
     use_saved_normalization(data, config)
 
 
-def fill_sr_defaults(config: dict) -> dict:
-    """SR needs a posterior given y alone: the amortized SRVAE guide has q(u|y); the VAE's encoder
+def default_iw_samples(image_shape) -> int:
+    """K for the importance-weighted estimate: 1000 for the 8×8 digits, and for larger images as many as
+    keep the draws × pixel values per test image within ``IW_PIXEL_BUDGET`` (at least ``IW_MIN_SAMPLES``),
+    so that its cost per test image does not grow with the image."""
+    return min(1000, max(IW_MIN_SAMPLES, IW_PIXEL_BUDGET // math.prod(image_shape)))
+
+
+def fill_evaluation_defaults(config: dict) -> dict:
+    """The evaluation's defaults that depend on the run: K by the image size (``default_iw_samples``);
+    and SR needs a posterior given y alone: the amortized SRVAE guide has q(u|y); the VAE's encoder
     and a local guide have none, so a posterior is fitted to y and resampled."""
+    if config.get("iw_samples") is None:
+        config["iw_samples"] = default_iw_samples(config["image_shape"])
     fitted = config.get("model") == "vae" or config.get("guide") == "local"
     for key, fitted_default in (("sr_proposals", 1000), ("sr_fit_steps", 300)):
         if config.get(key) is None:
@@ -574,7 +600,7 @@ def run_config(args, data, device, out: Path) -> dict:
     noise = ("pixel" if arch == "conv" and args.model == "srvae" else "scalar") if args.noise == "auto" else args.noise
     nll_beta = (0.5 if noise == "pixel" and args.objective == "pyro" else 0.0) if args.nll_beta is None \
         else args.nll_beta
-    return fill_sr_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate", "resume")},
+    return fill_evaluation_defaults({**{k: v for k, v in vars(args).items() if k not in ("out", "evaluate", "resume")},
                              "device": device, "out": str(out), "gamma_init": 0.1, "data_dir": str(args.data_dir),
                              "arch": arch, "noise": noise, "nll_beta": nll_beta,
                              "image_shape": list(data.image_shape), "levels": data.levels,
@@ -679,7 +705,7 @@ def evaluate_checkpoint(args, checkpoint: dict, data, trained, device, out: Path
     from training.checkpoint import write_json
 
     model, guide = trained
-    config = fill_sr_defaults({**checkpoint["config"], **{k: getattr(args, k) for k in EVALUATION_KEYS},
+    config = fill_evaluation_defaults({**checkpoint["config"], **{k: getattr(args, k) for k in EVALUATION_KEYS},
                                "device": device, "out": str(out), "evaluated_checkpoint": str(args.evaluate),
                                "data_dir": str(args.data_dir), "test_images": len(data.test_values)})
     data = place(data, device)

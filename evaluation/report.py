@@ -1,7 +1,6 @@
 """Everything measured on the test set after training, the figures, and the printed summary."""
 
 import resource
-import sys
 import time
 
 import numpy as np
@@ -12,6 +11,7 @@ from data.downscale import upsample
 from evaluation import figures
 from evaluation.elbo import bits_per_dim, evaluate_elbo, mean_and_se
 from evaluation.loglik import active_units, importance_weighted_log_likelihood
+from evaluation.progress import Stages, clock
 from evaluation.superres import evaluate_superres, reconstruct, super_resolve
 
 
@@ -19,70 +19,53 @@ def is_vae(config: dict) -> bool:
     return config.get("model", "srvae") == "vae"
 
 
-def guide_for(model, guide, x, config: dict, y=None):
+def guide_for(model, guide, x, config: dict, y=None, stages=None):
     """The guide that evaluates the images x (paired with y, if given): the trained one, or, for a
     local guide, a copy with parameters for x fitted by ``config["local_steps"]`` SVI steps, the
     model frozen (SPEC §5)."""
     if getattr(guide, "amortized", True):
         return guide
-    return guide.fitted_to(model, x, config["local_steps"], y=y)
-
-
-class Stages:
-    """Progress of the evaluation on stderr: a line as each stage starts, with the seconds spent so far,
-    and the images done within a stage that reports them."""
-
-    def __init__(self, images: int):
-        self.images_total, self.start, self.name = images, time.perf_counter(), None
-
-    def __call__(self, name: str) -> None:
-        self.name = name
-        print(f"  {self.elapsed()}  {name} on {self.images_total} test images …", file=sys.stderr, flush=True)
-
-    def images(self, done: int) -> None:
-        print(f"  {self.elapsed()}  {self.name}: {done}/{self.images_total} images", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        print(f"  {self.elapsed()}  evaluation done", file=sys.stderr, flush=True)
-
-    def elapsed(self) -> str:
-        return f"{time.perf_counter() - self.start:7.1f} s"
+    progress = None if stages is None else stages(f"fitting the local guide to {len(x)} images",
+                                                  config["local_steps"], "steps")
+    return guide.fitted_to(model, x, config["local_steps"], y=y, progress=progress)
 
 
 def evaluate_run(model, guide, data, config: dict, log_likelihood=importance_weighted_log_likelihood) -> dict:
     """Test-set metrics of a trained model; deterministic for a given ``config["seed"]``.
     ``log_likelihood`` gives the importance-weighted log p(x, y) per image (under torchrun, shared
-    out among the processes: ``training.distributed.sharded``)."""
+    out among the processes: ``training.distributed.sharded``). Each stage shows its progress."""
     pyro.set_rng_seed(config["seed"])
     x, y_paired = data.test_pair()
-    stage = Stages(len(x))
-    guide = guide_for(model, guide, x, config, y_paired)
+    stages = Stages()
+    guide = guide_for(model, guide, x, config, y_paired, stages)
     levels = data.bin_levels
-    stage(f"ELBO, Pyro and explicit ({config['eval_particles']} particles × {config['eval_repeats']} repeats)")
     metrics = evaluate_elbo(model, guide, x, y_paired, levels=levels, num_particles=config["eval_particles"],
-                            repeats=config["eval_repeats"], mixture_kl=config["mixture_kl"])
-    stage(f"importance-weighted log-likelihood (K = {config['iw_samples']})")
-    metrics.update(evaluate_loglik(model, guide, x, y_paired, levels, config["iw_samples"], log_likelihood))
+                            repeats=config["eval_repeats"], mixture_kl=config["mixture_kl"],
+                            target_se=config.get("elbo_se"), max_particles=config.get("eval_max_particles"),
+                            stages=stages)
+    progress = stages(f"importance-weighted log-likelihood, K = {config['iw_samples']}", len(x))
+    metrics.update(evaluate_loglik(model, guide, x, y_paired, levels, config["iw_samples"], log_likelihood,
+                                   progress))
     metrics.update(active_units(guide, x, y_paired))
     y = y_paired if y_paired is not None else guide.d(x)
-    stage(f"super-resolution ({config['sr_samples']} samples per image)")
+    progress = stages(f"super-resolution, {config['sr_samples']} samples per image", len(x))
     metrics.update(evaluate_superres(model, guide, x, y, config["scale"], config["sr_samples"],
                                      proposals=config["sr_proposals"], fit_steps=config["sr_fit_steps"],
-                                     span=data.span, progress=stage.images))
-    stage.done()
+                                     span=data.span, progress=progress))
+    stages.done()
     metrics.update(**model.gammas(), k_x=model.k_x, k_y=model.k_y, test_images=len(x), levels=levels,
-                   paired=y_paired is not None)
+                   paired=y_paired is not None, evaluation_seconds=time.perf_counter() - stages.start)
     return metrics
 
 
 def evaluate_loglik(model, guide, x, y, levels: float, num_samples: int,
-                    log_likelihood=importance_weighted_log_likelihood) -> dict:
+                    log_likelihood=importance_weighted_log_likelihood, progress=None) -> dict:
     """The importance-weighted −log p(x, y) per image (−log p(x) for the VAE): mean and standard
     error over images, its bits/dim, and the time and peak memory of computing it."""
     start = time.perf_counter()
     if x.is_cuda:
         torch.cuda.reset_peak_memory_stats(x.device)
-    log_p = log_likelihood(model, guide, x, y, num_samples=num_samples)
+    log_p = log_likelihood(model, guide, x, y, num_samples=num_samples, progress=progress)
     mean, se = mean_and_se(-log_p.double())
     peak = (torch.cuda.max_memory_allocated(x.device) if x.is_cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -96,19 +79,26 @@ def evaluate_loglik(model, guide, x, y, levels: float, num_samples: int,
 
 @torch.no_grad()
 def write_figures(model, guide, data, config: dict, history: list[dict], metrics: dict, out) -> list[str]:
-    """The figures of SPEC §7 in ``out``; returns their names."""
+    """The figures of SPEC §7 in ``out``, with their progress; returns their names."""
     pyro.set_rng_seed(config["seed"])
+    stages = Stages()
     x, y_paired = data.test_subset(10).test_pair()
-    guide = guide_for(model, guide, x, config, y_paired)
+    guide = guide_for(model, guide, x, config, y_paired, stages)
     y = y_paired if y_paired is not None else guide.d(x)
-    written = []
+    written, progress = [], stages("figures", 6 + bool(history), "files")
+
+    def wrote(name):
+        written.append(name)
+        progress(len(written))
+
     if history:
         figures.loss_curves(history, out / "loss_curves.png")
-        written.append("loss_curves.png")
+        wrote("loss_curves.png")
 
     figures.image_rows([("x", x), ("y" if y_paired is not None else "y = d(x)", y),
                         ("x̂", reconstruct(model, guide, x, y_paired))], out / "reconstructions.png",
                        "reconstructions: x, its LR version y, the decoder's mean at latents drawn from q(· | x)")
+    wrote("reconstructions.png")
 
     generated = pyro.poutine.trace(model.model).get_trace(num_images=10).nodes
     x_generated = generated["x"]["value"]
@@ -118,6 +108,7 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
         rows, title = [("y ~ p(y|u)", generated["y"]["value"]), ("x ~ p(x|y,z)", x_generated)], \
             "generated: u ~ p(u) → y → z → x"
     figures.image_rows(rows, out / "samples.png", title)
+    wrote("samples.png")
 
     samples = super_resolve(model, guide, y, config["sr_samples"], config["sr_proposals"], config["sr_fit_steps"])
     rgb = config.get("rgb_bands")
@@ -128,13 +119,27 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
                        out / "superres.png", f"super-resolution from y alone: {config['sr_samples']} samples of x",
                        heat=("SR std", "|SR mean − x|"), rgb=rgb,
                        stretch=stretch)
+    wrote("superres.png")
     figures.reliability(metrics["reliability_nominal"], metrics["reliability_observed"], out / "reliability.png")
+    wrote("reliability.png")
     figures.sparsification(metrics, out / "sparsification.png")
+    wrote("sparsification.png")
     np.savez_compressed(out / "superres.npz", **{name: data.to_original_units(images).cpu().numpy() for name, images in
                         (("lr", y), ("hr", x), ("sr_mean", samples.mean(0)))},
                         sr_std=(samples.std(0) * data.span[:, None, None].to(x.device)).cpu().numpy())
-    return [*written, "reconstructions.png", "samples.png", "superres.png", "reliability.png", "sparsification.png",
-            "superres.npz"]
+    wrote("superres.npz")
+    stages.close()
+    return written
+
+
+def precision(m: dict, repeats: str, se: str) -> str:
+    """How an ELBO estimate was made: its particles per image, and whether the cap stopped it short of
+    the standard error asked for."""
+    count = m.get(repeats, m["repeats"])
+    text = f"{count * m['particles']} particles per image, {count} × {m['particles']}"
+    if m.get("target_se") is not None and m[se] > m["target_se"]:
+        text += f"; capped: ± {m['target_se']:g} was asked"
+    return text
 
 
 def summary(metrics: dict, config: dict, seconds: float) -> str:
@@ -147,9 +152,10 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
         target = target.replace("p(", "P(")  # probability masses
     rows = [
         ("test −ELBO, Pyro Trace_ELBO", f"{m['pyro_neg_elbo']:.2f} ± {m['pyro_neg_elbo_se']:.2f} nats/image "
-                                        f"({m['particles']} particles × {m['repeats']} repeats)"),
+                                        f"({precision(m, 'repeats', 'pyro_neg_elbo_se')})"),
         ("test −ELBO, explicit", f"{m['explicit_neg_elbo']:.2f} ± {m['explicit_neg_elbo_se']:.2f} nats/image "
-                                 f"({kl_name}: {m['prior_kl_method']})"),
+                                 f"({precision(m, 'explicit_repeats', 'explicit_neg_elbo_se')}; "
+                                 f"{kl_name}: {m['prior_kl_method']})"),
         ("  difference", f"{m['difference']:+.3f} nats = {m['difference_in_se']:+.2f} standard errors{bounded}"),
     ]
     if vae:
@@ -193,6 +199,10 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
             if a in bands:
                 rows.append((f"  per band: {name}", "  ".join(f"{u:{style}}/{v:{style}}" for u, v in
                                                               zip(bands[a], bands[b], strict=True))))
+    if "evaluation_seconds" in m:
+        spent = m["evaluation_seconds"]
+        share = f" ({100 * spent / (spent + seconds):.0f} % of training and evaluation)" if seconds else ""
+        rows.append(("evaluation of the test set", f"{clock(spent)}{share}"))
     width = max(len(name) for name, _ in rows)
     head = (f"{'VAE' if vae else 'SRVAE'} on {config['dataset']}: guide {config['guide']}, prior {config['prior']}, "
             f"likelihood {config['likelihood']}, objective {config['objective']}, {config['epochs']} epochs in "

@@ -51,9 +51,11 @@ class LocalGuide(DownscalingGuide):
             if x is not None:
                 pyro.sample("z", dist.Normal(self.z_loc[index], F.softplus(self.z_rho[index]) + 1e-4).to_event(1))
 
-    def fitted_to(self, model, x, steps: int, lr: float = 0.05, batch: int = 256, y=None) -> "LocalGuide":
+    def fitted_to(self, model, x, steps: int, lr: float = 0.05, batch: int = 256, y=None, progress=None
+                  ) -> "LocalGuide":
         """A copy with fresh parameters for the images x (paired with y, if given), fitted by ``steps``
-        SVI steps (Trace_ELBO, Adam, minibatches of ``batch``) with the model's parameters left as they are."""
+        SVI steps (Trace_ELBO, Adam, minibatches of ``batch``) with the model's parameters left as they
+        are; ``progress(done)`` counts the steps."""
         if steps < 1:
             raise ValueError("a local guide needs fitting steps (> 0) before it can evaluate new data")
         fitted = copy.deepcopy(self)
@@ -65,5 +67,5 @@ class LocalGuide(DownscalingGuide):
             return elbo.differentiable_loss(model.model, fitted.guide, x[index], None if y is None else y[index],
                                             index=index)
 
-        fit_guide_parameters(list(fitted.parameters()), minibatch_loss, steps, lr)
+        fit_guide_parameters(list(fitted.parameters()), minibatch_loss, steps, lr, progress)
         return fitted

@@ -18,8 +18,8 @@ from datafiles import write_folder, write_image
 
 from run import main
 
-QUICK = ["--epochs", "1", "--eval-particles", "4", "--eval-repeats", "2", "--sr-samples", "4", "--iw-samples", "8",
-         "--test-images", "20", "--hidden", "32"]
+QUICK = ["--epochs", "1", "--eval-particles", "4", "--eval-repeats", "2", "--eval-max-particles", "8", "--sr-samples",
+         "4", "--iw-samples", "8", "--test-images", "20", "--hidden", "32"]
 
 
 def run_main(argv, capsys) -> tuple[int, str, str]:

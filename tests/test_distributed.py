@@ -196,8 +196,9 @@ def test_each_process_draws_a_disjoint_half_of_every_epoch():
 
 def test_torchrun_trains_writes_once_and_resumes_to_the_uninterrupted_run(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "run.py"]
-    quick = ["--hidden", "32", "--eval-particles", "4", "--eval-repeats", "2", "--sr-samples", "4", "--iw-samples", "8",
-             "--test-images", "20", "--lr-schedule", "constant"]  # more epochs re-plan a cosine schedule
+    quick = ["--hidden", "32", "--eval-particles", "4", "--eval-repeats", "2", "--eval-max-particles", "8",
+             "--sr-samples", "4", "--iw-samples", "8", "--test-images", "20",
+             "--lr-schedule", "constant"]  # more epochs re-plan a cosine schedule
 
     def launch(*args):
         result = subprocess.run([*torchrun, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -15,7 +15,8 @@ from training.build import build_model_and_guide
 from training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK = ["--epochs", "1", "--eval-particles", "8", "--eval-repeats", "10", "--sr-samples", "8", "--iw-samples", "20"]
+QUICK = ["--epochs", "1", "--eval-particles", "8", "--eval-repeats", "10", "--eval-max-particles", "80", "--sr-samples",
+         "8", "--iw-samples", "20"]
 OUTPUTS = {"config.json", "history.csv", "metrics.json", "checkpoint.pt", "loss_curves.png", "reconstructions.png",
            "samples.png", "superres.png", "reliability.png", "sparsification.png", "superres.npz"}
 

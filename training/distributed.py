@@ -163,8 +163,10 @@ def sharded(estimate, ranks):
     its share of the images (every N-th from its rank) and gathered by all in the images' order: the
     importance-weighted evaluation, the costliest, divided among the processes."""
 
-    def on_shards(model, guide, x, y=None, **options):
+    def on_shards(model, guide, x, y=None, progress=None, **options):
         mine = slice(ranks.rank, None, ranks.world_size)
+        if progress is not None:  # this process's images done, as a share of all
+            options["progress"] = lambda done: progress(min(len(x), done * ranks.world_size))
         part = estimate(model, guide, x[mine], None if y is None else y[mine], **options)
         values = torch.empty(len(x), dtype=part.dtype)
         for rank, values_of_rank in enumerate(ranks.gather(part.cpu())):

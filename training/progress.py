@@ -1,6 +1,7 @@
 """Where a training run stands, as a checkpoint records it."""
 
 import math
+import statistics
 
 import torch
 
@@ -43,12 +44,12 @@ class Progress:
         made, which a run of finite, ordinary-looking steps can still ruin."""
         if not math.isfinite(test_loss):
             return True
-        before = torch.tensor([row["test_loss"] for row in self.history[-RECENT_EPOCHS:] if "test_loss" in row])
+        before = [row["test_loss"] for row in self.history[-RECENT_EPOCHS:] if "test_loss" in row]
         if len(before) < 3:
             return False
-        median = before.median()
-        spread = (before - median).abs().median()
-        return bool(test_loss - median > SPIKE * (median.abs() + spread))
+        median = statistics.median(before)
+        spread = statistics.median(abs(loss - median) for loss in before)
+        return test_loss - median > SPIKE * (abs(median) + spread)
 
     def typical_norm(self) -> float:
         """The median gradient norm of the recent good steps (nan before any)."""

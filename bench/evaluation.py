@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from bench.__main__ import environment, synchronize
 from data import load_dataset
-from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo_repeats
+from evaluation.elbo import explicit_neg_elbo, mean_and_se, pyro_neg_elbo_repeats
 from evaluation.loglik import importance_weighted_log_likelihood
 from evaluation.superres import evaluate_superres
 from model.networks import default_architecture
@@ -111,7 +111,7 @@ def measure(setup: str, train_steps: int, test_images: int, batch: int = 64, k_s
             "eval_seconds_per_test_image": stages, "eval_seconds_per_test_image_total": sum(stages.values()),
             "elbo_particles_pyro": len(pyro_rows) * config["eval_particles"],
             "elbo_particles_explicit": explicit["repeats"] * config["eval_particles"],
-            "elbo_se_pyro": pyro_rows.std().item() / math.sqrt(len(pyro_rows)),
+            "elbo_se_pyro": mean_and_se(pyro_rows)[1],
             "elbo_se_explicit": explicit["neg_elbo"][1], "iw_samples": config["iw_samples"],
             "digits_train_images": len(data.train_values), "digits_test_images": len(data.test_values),
             **({"iw_k_shift": shift} if shift else {})}

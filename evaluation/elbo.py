@@ -41,17 +41,18 @@ def repeats_needed(pilot: torch.Tensor, target_se: float, most: int) -> int:
     return max(len(pilot), min(most, needed))
 
 
-def repeated(estimate, repeats: int, target_se: float | None = None, most: int | None = None, progress=None,
-             particles: int = 1) -> torch.Tensor:
+def repeated(estimate, repeats: int, target_se: float | None = None, max_particles: int | None = None,
+             progress=None, particles: int = 1) -> torch.Tensor:
     """Independent repeats of ``estimate()`` (a 1-D tensor of terms, the first the one whose standard
-    error counts), stacked (R, terms): ``repeats`` of them; or, with ``target_se``, those as a pilot and
-    then as many as ``repeats_needed`` with at most ``most``. ``progress(done, total)`` counts the
-    particles per image (``particles`` per repeat)."""
+    error counts; each uses ``particles`` particles per image), stacked (R, terms): ``repeats`` of
+    them; or, with ``target_se``, those as a pilot and then as many as ``repeats_needed``, with at
+    most ``max_particles`` per image in all. ``progress(done, total)`` counts the particles per image."""
     rows, total = [], repeats
     while len(rows) < total:
         rows.append(estimate())
         if target_se is not None and len(rows) == repeats:
-            total = repeats_needed(torch.stack(rows)[:, 0], target_se, max(most or repeats, repeats))
+            most = repeats if max_particles is None else max(repeats, max_particles // particles)
+            total = repeats_needed(torch.stack(rows)[:, 0], target_se, most)
         if progress is not None:
             progress(len(rows) * particles, total * particles)
     return torch.stack(rows)
@@ -72,8 +73,7 @@ def pyro_neg_elbo_repeats(model, guide, x, y=None, num_particles=64, repeats=10,
         return torch.tensor([sum(elbo.loss(model.model, guide.guide, xc, yc, index=positions)
                                  for xc, yc, positions in chunks(x, y, size, index)) / len(x)], dtype=torch.float64)
 
-    most = None if max_particles is None else max_particles // num_particles
-    return repeated(estimate, repeats, target_se, most, progress, num_particles)[:, 0]
+    return repeated(estimate, repeats, target_se, max_particles, progress, num_particles)[:, 0]
 
 
 def pyro_neg_elbo(model, guide, x, y=None, num_particles=64, repeats=10, chunk=64, index=None, **precision
@@ -100,8 +100,7 @@ def explicit_neg_elbo(model, guide, x, y=None, num_samples=64, repeats=10, chunk
             kl_method[:] = [t.prior_kl_method]
         return sums / len(x)
 
-    most = None if max_particles is None else max_particles // num_samples
-    rows = repeated(estimate, repeats, target_se, most, progress, num_samples)
+    rows = repeated(estimate, repeats, target_se, max_particles, progress, num_samples)
     names = ("neg_elbo", "rec_x", "rec_y", "kl_u", "kl_z")
     result = {name: mean_and_se(rows[:, i]) for i, name in enumerate(names)}
     result.update(prior_kl_method=kl_method[0], repeats=len(rows))

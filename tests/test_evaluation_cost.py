@@ -28,7 +28,7 @@ def test_an_estimate_repeated_to_a_standard_error_reports_it_honestly():
     generator = torch.Generator().manual_seed(0)
     draws, covered, counts = lambda: torch.randn(1, generator=generator, dtype=torch.float64), 0, []
     for _ in range(400):
-        rows = repeated(draws, repeats=10, target_se=0.1, most=10_000)[:, 0]
+        rows = repeated(draws, repeats=10, target_se=0.1, max_particles=10_000)[:, 0]
         counts.append(len(rows))
         covered += abs(rows.mean()) <= 1.96 * rows.std() / math.sqrt(len(rows))
     binomial_se = math.sqrt(0.95 * 0.05 / 400)
@@ -38,7 +38,7 @@ def test_an_estimate_repeated_to_a_standard_error_reports_it_honestly():
 
 def test_progress_counts_particles_up_to_the_planned_total():
     calls = []
-    rows = repeated(lambda: torch.tensor([0.0, 1.0]), repeats=3, target_se=0.5, most=9,
+    rows = repeated(lambda: torch.tensor([0.0, 1.0]), repeats=3, target_se=0.5, max_particles=144,
                     progress=lambda done, total: calls.append((done, total)), particles=16)
     assert len(rows) == 3  # no spread: the pilot is enough
     assert calls == [(16, 48), (32, 48), (48, 48)]

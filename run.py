@@ -576,7 +576,7 @@ def open_ranks(args):
 
 
 def check_distributed(args, ranks) -> None:
-    """What data-parallel training supports (issue 8)."""
+    """What data-parallel training supports."""
     from training.distributed import DISTRIBUTED_GUIDES
 
     if ranks.world_size == 1:
@@ -613,7 +613,7 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
     """Train (from the start, or from the checkpoint ``resume``), then evaluate and write everything.
     Under torchrun (``ranks`` of several processes) every process trains on its shards; the processes
     share the importance-weighted evaluation, process 0 does the rest and alone writes and prints,
-    and its metrics are sent to all (issue 8)."""
+    and its metrics are sent to all."""
     import pyro
 
     from evaluation.loglik import importance_weighted_log_likelihood

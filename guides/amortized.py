@@ -63,7 +63,7 @@ class AmortizedGuide(DownscalingGuide):
 
         q(u | y) is computed from d(x) itself, not from the site's value: under a plate of draws
         that value is d(x) repeated once per draw, and the encoder would run on every copy (a
-        quarter of the matrix products of the K = 1000 evaluation, issue 6)."""
+        quarter of the matrix products of the K = 1000 evaluation)."""
         with data_plate(x, y, num_images):
             if y is None:
                 y = self.d(x)

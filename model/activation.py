@@ -1,4 +1,4 @@
-"""ELU(h) = h for h > 0, eʰ − 1 otherwise, computed with exp (issue 6).
+"""ELU(h) = h for h > 0, eʰ − 1 otherwise, computed with exp.
 
 torch's own ``elu`` goes through a scalar ``expm1`` on this CPU build: 6–10 ns per negative
 element against 0.4–1.4 ns for ``exp``. The same function from vectorized exp and where made the

@@ -1,4 +1,4 @@
-"""Registering a module's parameters in Pyro's param store, as an opt-in wrapper (issue 6).
+"""Registering a module's parameters in Pyro's param store, as an opt-in wrapper.
 
 The model and guide functions do not call ``pyro.module`` themselves: run.py trains the modules'
 parameters with ``torch.optim`` directly, and registering ~25 parameters through Pyro's effect

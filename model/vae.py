@@ -1,4 +1,4 @@
-"""The plain VAE baseline (issue 3): p(x, z) = p(x | z) · p(z), in the same framework as the SRVAE."""
+"""The plain VAE baseline: p(x, z) = p(x | z) · p(z), in the same framework as the SRVAE."""
 
 import math
 

@@ -1,7 +1,7 @@
-"""Minibatches of one epoch (issue 5, the GPU): from data already on the device, or through a
+"""Minibatches of one epoch, for the CPU and the GPU alike: from data already on the device, or through a
 ``DataLoader`` with pinned memory and workers for data kept in host memory. The epoch's order is
 drawn by the caller (``epoch_order``), so that a checkpoint can hold it and a resumed run can take
-up the epoch at the batch where it stopped (issue 7)."""
+up the epoch at the batch where it stopped."""
 
 import torch
 from torch.utils.data import DataLoader

@@ -1,4 +1,4 @@
-"""Checkpoints and the run's other files (issue 7): written atomically, read back safely.
+"""Checkpoints and the run's other files: written atomically, read back safely.
 
 A checkpoint holds state dicts, tensors and plain values only, so ``torch.load(weights_only=True)``
 reads it and a file crafted to run code when unpickled is refused before anything in it runs.

@@ -1,4 +1,4 @@
-"""Data-parallel training with PyTorch's distributed engine (issue 8).
+"""Data-parallel training with PyTorch's distributed engine.
 
 ``torchrun --nproc_per_node=N run.py …`` starts N processes; each builds the same model, draws its
 own shard of every epoch (``DistributedSampler``) with its own random streams, and computes Pyro's

@@ -1,4 +1,4 @@
-"""Ctrl-C, or a scheduler's SIGTERM, during training (issue 7): finish the step, write a
+"""Ctrl-C, or a scheduler's SIGTERM, during training: finish the step, write a
 checkpoint, stop cleanly."""
 
 import signal

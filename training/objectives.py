@@ -56,7 +56,7 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
 def observed_y(model, guide, x, y):
     """y for the model to observe: the given LR images, else d(x) for a model of y (the SRVAE; the
     VAE models x alone). Observing y = d(x) is the ELBO of sampling the guide's δ(y − d(x)) site,
-    which adds log 1 = 0 (SPEC §3), with one sample site fewer of Pyro's per-site work (issue 6)."""
+    which adds log 1 = 0 (SPEC §3), with one sample site fewer of Pyro's per-site work."""
     if y is None and model.k_y > 0:
         return guide.d(x)
     return y

@@ -1,4 +1,4 @@
-"""What produced a run (issue 7, reproducibility): package versions and the git commit."""
+"""What produced a run (reproducibility): package versions and the git commit."""
 
 import platform
 import subprocess

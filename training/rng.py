@@ -1,4 +1,4 @@
-"""Every random-number stream a run draws from, saved and restored (issue 7: a resumed run is the
+"""Every random-number stream a run draws from, saved and restored (a resumed run is the
 uninterrupted run, bit for bit)."""
 
 import random

@@ -68,10 +68,12 @@ class Stages:
         return self.current
 
     def line(self, text: str) -> None:
+        """``text`` after the seconds spent, above the current bar if there is one."""
+        text = f"  {time.perf_counter() - self.start:7.1f} s  {text}"
         if self.current is not None and self.current.bar is not None:
-            self.current.bar.write(f"  {time.perf_counter() - self.start:7.1f} s  {text}", file=sys.stderr)
+            self.current.bar.write(text, file=sys.stderr)
         else:
-            print(f"  {time.perf_counter() - self.start:7.1f} s  {text}", file=sys.stderr, flush=True)
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.current is not None:

@@ -12,7 +12,7 @@ from evaluation import figures
 from evaluation.elbo import bits_per_dim, evaluate_elbo, mean_and_se
 from evaluation.loglik import active_units, importance_weighted_log_likelihood
 from evaluation.progress import Stages, clock
-from evaluation.superres import evaluate_superres, reconstruct, super_resolve
+from evaluation.superres import evaluate_superres, predictive_draws, reconstruct
 
 
 def is_vae(config: dict) -> bool:
@@ -110,12 +110,14 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
     figures.image_rows(rows, out / "samples.png", title)
     wrote("samples.png")
 
-    samples = super_resolve(model, guide, y, config["sr_samples"], config["sr_proposals"], config["sr_fit_steps"])
+    samples, means = predictive_draws(model, guide, y, config["sr_samples"], config["sr_proposals"],
+                                      config["sr_fit_steps"])
+    sr_mean = means.mean(0)
     rgb = config.get("rgb_bands")
     stretch = figures.percentile_stretch(x, rgb, data.low, data.span) if data.name == "folder" else None
     figures.image_rows([("y", y), ("bicubic", upsample(y, config["scale"], "bicubic")),
-                        ("SR mean", samples.mean(0)), ("SR sample", samples[0]), ("SR sample", samples[1]),
-                        ("SR std", samples.std(0)), ("true x", x), ("|SR mean − x|", (samples.mean(0) - x).abs())],
+                        ("SR mean", sr_mean), ("SR sample", samples[0]), ("SR sample", samples[1]),
+                        ("SR std", samples.std(0)), ("true x", x), ("|SR mean − x|", (sr_mean - x).abs())],
                        out / "superres.png", f"super-resolution from y alone: {config['sr_samples']} samples of x",
                        heat=("SR std", "|SR mean − x|"), rgb=rgb,
                        stretch=stretch)
@@ -125,7 +127,7 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
     figures.sparsification(metrics, out / "sparsification.png")
     wrote("sparsification.png")
     np.savez_compressed(out / "superres.npz", **{name: data.to_original_units(images).cpu().numpy() for name, images in
-                        (("lr", y), ("hr", x), ("sr_mean", samples.mean(0)))},
+                        (("lr", y), ("hr", x), ("sr_mean", sr_mean))},
                         sr_std=(samples.std(0) * data.span[:, None, None].to(x.device)).cpu().numpy())
     wrote("superres.npz")
     stages.close()

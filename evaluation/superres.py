@@ -4,7 +4,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.infer import Predictive, Trace_ELBO
+from pyro.infer import Trace_ELBO
 from pyro.poutine.util import prune_subsample_sites
 from torch import nn
 from torch.nn import functional as F
@@ -24,12 +24,20 @@ RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 def super_resolve(model, guide, y: torch.Tensor, num_samples: int = 100, proposals: int = 0,
                   fit_steps: int = 0) -> torch.Tensor:
-    """S samples of x given LR images y alone: (S, N, C, H, W). Their mean over dim 0 is the SR
-    image, their standard deviation the per-pixel uncertainty.
+    """S samples of x given LR images y alone: (S, N, C, H, W); the first of ``predictive_draws``."""
+    return predictive_draws(model, guide, y, num_samples, proposals, fit_steps)[0]
+
+
+def predictive_draws(model, guide, y: torch.Tensor, num_samples: int = 100, proposals: int = 0,
+                     fit_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """S draws of x given LR images y alone, and the mean of the p(x | y, z) each was drawn from: two
+    tensors (S, N, C, H, W). The draws' standard deviation over dim 0 is the per-pixel uncertainty;
+    the SR image is the mean of the second over dim 0, E[x | y] = E_{u,z}[E[x | y, z]] (SPEC §7),
+    which has the same expectation as the draws' mean without their pixel noise (Rao–Blackwell).
 
     The model runs with y observed and x unobserved; the guide, given y alone, supplies the
     latents it infers from y (u for the SRVAE); the rest is drawn from the model's own
-    conditionals (Pyro's ``Predictive``). With ``fit_steps`` > 0 a Gaussian posterior per image
+    conditionals (as Pyro's ``Predictive``). With ``fit_steps`` > 0 a Gaussian posterior per image
     is first fitted to the model given y by that many SVI steps, and replaces the guide (the VAE
     baseline's encoder never sees y). With ``proposals`` = K > 0 the draws are proposals,
     reweighted by the model (sampling-importance-resampling).
@@ -38,11 +46,23 @@ def super_resolve(model, guide, y: torch.Tensor, num_samples: int = 100, proposa
         raise ValueError(f"the number of super-resolution samples must be positive, got {num_samples}")
     guide_fn = fit_posterior_given_y(model, y, fit_steps) if fit_steps else guide.guide
     with torch.no_grad():
-        if proposals:
-            return importance_resample(model, guide_fn, y, num_samples, proposals)
-        predictive = Predictive(model.model, guide=guide_fn, num_samples=num_samples,
-                                parallel=True, return_sites=("x",))
-        return predictive(None, y)["x"]
+        guide_trace, model_trace = guide_and_model_traces(model.model, guide_fn, None, y, proposals or num_samples)
+        draws, means = model_trace.nodes["x"]["value"], decoder_mean(model_trace.nodes["x"])
+        if not proposals:
+            return draws, means
+        index = importance_index(guide_trace, model_trace, num_samples)
+        images = torch.arange(y.shape[0], device=y.device)
+        return draws[index, images], means[index, images]
+
+
+def decoder_mean(site) -> torch.Tensor:
+    """The mean of the distribution a sample site drew from: the Gaussian's location; for the
+    discretized Gaussian, whose mean has no closed form, the draw itself (whose mean over draws
+    is still an unbiased estimate of E[x | y])."""
+    try:
+        return site["fn"].mean
+    except NotImplementedError:
+        return site["value"]
 
 
 class GaussianPosterior(nn.Module):
@@ -76,13 +96,21 @@ def fit_posterior_given_y(model, y: torch.Tensor, steps: int = 300, lr: float = 
     return posterior
 
 
-def importance_resample(model, guide_fn, y, num_samples: int, proposals: int) -> torch.Tensor:
-    """K draws of the latents from the guide given y, each weighted by p(latents, y) / q(latents | y),
-    and ``num_samples`` of the x drawn with them, resampled by weight: approximately p(x | y)."""
-    guide_trace, model_trace = guide_and_model_traces(model.model, guide_fn, None, y, proposals)
-    log_w = log_density(model_trace, exclude=("x",)) - log_density(guide_trace)  # (K, N)
-    index = torch.distributions.Categorical(logits=log_w.T).sample((num_samples,))  # (S, N)
-    return model_trace.nodes["x"]["value"][index, torch.arange(y.shape[0], device=y.device)]
+def proposal_log_weights(guide_trace, model_trace) -> torch.Tensor:
+    """log w of K proposals per LR image, (K, N). The guide proposed the latents it infers from y, the
+    model drew the rest from its own conditionals, which cancel from the weight:
+    w = p(guide's latents, y) / q(guide's latents | y)."""
+    proposed = {name for name, site in guide_trace.nodes.items() if site["type"] == "sample"}
+    drawn_by_model = {name for name, site in model_trace.nodes.items()
+                      if site["type"] == "sample" and not site["is_observed"] and name not in proposed}
+    return log_density(model_trace, exclude=drawn_by_model) - log_density(guide_trace)
+
+
+def importance_index(guide_trace, model_trace, num_samples: int) -> torch.Tensor:
+    """Which of K proposals to keep, (S, N), drawn by importance weight (``proposal_log_weights``): the x
+    drawn with the kept proposals are approximately from p(x | y) (sampling-importance-resampling)."""
+    log_w = proposal_log_weights(guide_trace, model_trace)
+    return torch.distributions.Categorical(logits=log_w.T).sample((num_samples,))
 
 
 @torch.no_grad()
@@ -121,7 +149,7 @@ def per_band(values: torch.Tensor) -> torch.Tensor:
 def evaluate_superres(model, guide, x: torch.Tensor, y: torch.Tensor, scale: int, num_samples: int = 100,
                       image_chunk: int = 256, proposals: int = 0, fit_steps: int = 0, span=None,
                       progress=None) -> dict:
-    """PSNR and SSIM of the SR mean, of bicubic and of nearest upsampling against the true x; the
+    """PSNR and SSIM of the SR mean (``predictive_draws``), of bicubic and of nearest upsampling against the true x; the
     calibration of the samples (coverage of central intervals, from the randomized PIT) and whether
     their std is informative (Spearman correlation with the SR mean's absolute error over all test
     pixels, sparsification and AUSE); the CRPS of the samples beside the MAE of the SR mean and of
@@ -135,8 +163,8 @@ def evaluate_superres(model, guide, x: torch.Tensor, y: torch.Tensor, scale: int
     size = per_pass(image_chunk, num_samples, x[0].numel(), budget=4 * PIXELS_PER_PASS)  # the draws are kept
     done = 0
     for xc, yc, _ in chunks(x, y, size):
-        samples = super_resolve(model, guide, yc, num_samples, proposals, fit_steps)
-        mean, bicubic = samples.mean(0), upsample(yc, scale, "bicubic")
+        samples, means = predictive_draws(model, guide, yc, num_samples, proposals, fit_steps)
+        mean, bicubic = means.mean(0), upsample(yc, scale, "bicubic")
         for name, images in (("sr", mean), ("bicubic", bicubic), ("nearest", upsample(yc, scale, "nearest"))):
             psnr, ssim = image_quality(images, xc)
             per_image[f"{name}_psnr"].append(psnr)

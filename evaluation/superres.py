@@ -7,7 +7,6 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.poutine.util import prune_subsample_sites
 from torch import nn
-from torch.nn import functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from data.downscale import upsample
@@ -16,6 +15,7 @@ from evaluation.loglik import log_density
 from evaluation.uncertainty import coverage, crps, randomized_pit, sparsification, spearman
 from guides.fitting import fit_guide_parameters
 from model.elbo import guide_and_model_traces
+from model.scales import softplus_inverse, softplus_scale
 from model.srvae import data_plate
 
 COVERAGE_LEVELS = (0.5, 0.9, 0.95)
@@ -76,12 +76,13 @@ class GaussianPosterior(nn.Module):
                    if site["type"] == "sample" and not site["is_observed"]]
         self.names = [name for name, _ in latents]
         self.locs = nn.ParameterList([nn.Parameter(value.clone()) for _, value in latents])
-        self.rhos = nn.ParameterList([nn.Parameter(torch.full_like(value, -2.2522)) for _, value in latents])
+        start = softplus_inverse(0.1)
+        self.rhos = nn.ParameterList([nn.Parameter(torch.full_like(value, start)) for _, value in latents])
 
     def forward(self, x=None, y=None, num_images=None, index=None):
         with data_plate(y=y):
             for name, loc, rho in zip(self.names, self.locs, self.rhos, strict=True):
-                pyro.sample(name, dist.Normal(loc, F.softplus(rho) + 1e-4).to_event(1))  # softplus(−2.25) ≈ 0.1
+                pyro.sample(name, dist.Normal(loc, softplus_scale(rho)).to_event(1))
 
 
 def fit_posterior_given_y(model, y: torch.Tensor, steps: int = 300, lr: float = 0.05) -> GaussianPosterior:

@@ -10,10 +10,10 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import Trace_ELBO
 from torch import nn
-from torch.nn import functional as F
 
 from guides.amortized import DownscalingGuide
 from guides.fitting import fit_guide_parameters
+from model.scales import softplus_inverse, softplus_scale
 from model.srvae import batch_size, data_plate
 
 
@@ -33,7 +33,7 @@ class LocalGuide(DownscalingGuide):
     def reset(self, num_images: int) -> None:
         """Fresh parameters for ``num_images`` images: q = N(0, 0.1² I) for each."""
         device = self.u_loc.device if hasattr(self, "u_loc") else None
-        rho = float(torch.tensor(0.1).expm1().log())  # softplus⁻¹(0.1)
+        rho = softplus_inverse(0.1)
         self.u_loc = nn.Parameter(torch.zeros(num_images, self.latent_u, device=device))
         self.u_rho = nn.Parameter(torch.full((num_images, self.latent_u), rho, device=device))
         self.z_loc = nn.Parameter(torch.zeros(num_images, self.latent_z, device=device))
@@ -47,9 +47,9 @@ class LocalGuide(DownscalingGuide):
         with data_plate(x, y, n, self.u_loc.device):
             if y is None:
                 pyro.sample("y", dist.Delta(self.d(x), event_dim=3))
-            pyro.sample("u", dist.Normal(self.u_loc[index], F.softplus(self.u_rho[index]) + 1e-4).to_event(1))
+            pyro.sample("u", dist.Normal(self.u_loc[index], softplus_scale(self.u_rho[index])).to_event(1))
             if x is not None:
-                pyro.sample("z", dist.Normal(self.z_loc[index], F.softplus(self.z_rho[index]) + 1e-4).to_event(1))
+                pyro.sample("z", dist.Normal(self.z_loc[index], softplus_scale(self.z_rho[index])).to_event(1))
 
     def fitted_to(self, model, x, steps: int, lr: float = 0.05, batch: int = 256, y=None, progress=None
                   ) -> "LocalGuide":

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import pyro.distributions as dist
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from data.downscale import upsample
 from model.activation import ELU
 from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ, add_to_mean, logit
+from model.scales import LATENT_SCALE_MIN, softplus_scale
 
 
 def mlp(in_features: int, out_features: int, hidden: int = 256, depth: int = 2) -> nn.Sequential:
@@ -40,14 +40,15 @@ def features(*tensors: torch.Tensor) -> torch.Tensor:
 class DiagonalGaussian(nn.Module):
     """N(μ(h), diag σ²(h)) with μ, σ from an MLP of the features h; σ = softplus(·) + ``min_scale``."""
 
-    def __init__(self, in_features: int, latent_dim: int, hidden: int, depth: int, min_scale: float = 1e-4):
+    def __init__(self, in_features: int, latent_dim: int, hidden: int, depth: int,
+                 min_scale: float = LATENT_SCALE_MIN):
         super().__init__()
         self.net = mlp(in_features, 2 * latent_dim, hidden, depth)
         self.min_scale = min_scale
 
     def loc_scale(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw_scale = self.net(h).chunk(2, dim=-1)
-        return loc, F.softplus(raw_scale) + self.min_scale
+        return loc, softplus_scale(raw_scale, self.min_scale)
 
     def forward(self, h: torch.Tensor) -> dist.Independent:
         return dist.Normal(*self.loc_scale(h)).to_event(1)
@@ -93,7 +94,7 @@ class Architecture:
         net = ConvFeatures(image_shape, self.channels, self.blocks, self.feature_norm)
         return net, net.out_features
 
-    def gaussian(self, in_features: int, latent_dim: int, min_scale: float = 1e-4) -> DiagonalGaussian:
+    def gaussian(self, in_features: int, latent_dim: int, min_scale: float = LATENT_SCALE_MIN) -> DiagonalGaussian:
         return DiagonalGaussian(in_features, latent_dim, self.hidden, self.depth, min_scale)
 
     def image_decoder(self, in_features: int, image_shape) -> nn.Module:

@@ -7,9 +7,9 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions.transforms import Permute, affine_coupling
 from torch import nn
-from torch.nn import functional as F
 
 from model.networks import DiagonalGaussian
+from model.scales import softplus_inverse, softplus_scale
 
 
 class StandardNormalPrior(nn.Module):
@@ -34,11 +34,11 @@ class MixtureOfGaussiansPrior(nn.Module):
         self.logits = nn.Parameter(torch.zeros(components))
         # spread the means so the components start distinct; unit scales
         self.means = nn.Parameter(torch.randn(components, latent_dim))
-        self.rho = nn.Parameter(torch.full((components, latent_dim), 0.5413))  # softplus⁻¹(1)
+        self.rho = nn.Parameter(torch.full((components, latent_dim), softplus_inverse(1.0)))  # unit scales
 
     @property
     def scales(self) -> torch.Tensor:
-        return F.softplus(self.rho) + 1e-4
+        return softplus_scale(self.rho)
 
     def forward(self) -> dist.MixtureSameFamily:
         components = dist.Normal(self.means, self.scales).to_event(1)

@@ -9,8 +9,14 @@ from pyro import poutine
 from pyro.infer import Predictive
 
 from data import downscale
-from evaluation.superres import (evaluate_superres, image_quality, interval_coverage, predictive_draws,
-                                proposal_log_weights, super_resolve)
+from evaluation.superres import (
+    evaluate_superres,
+    image_quality,
+    interval_coverage,
+    predictive_draws,
+    proposal_log_weights,
+    super_resolve,
+)
 from model.elbo import guide_and_model_traces
 from training.loop import train
 from training.objectives import make_objective

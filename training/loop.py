@@ -32,9 +32,8 @@ class Interrupted(TrainingStopped):
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with its fused kernel: one pass over all parameters instead of a dozen small ops per
-    tensor. For the digits MLP (32 tensors) the optimizer step takes 0.26 ms against 0.85 ms, and the
-    whole Trace_ELBO step 3.32 ms against 3.92 ms. The same update up to rounding."""
+    """Adam with its fused kernel: one pass over all parameters instead of a dozen small operations
+    per tensor, the same update up to rounding."""
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 

@@ -32,9 +32,6 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
             return elbo.differentiable_loss(with_kl_scale(model_fn, kl_scale), with_kl_scale(guide.guide, kl_scale),
                                             x, observed_y(model, guide, x, y), index=index)
     elif name == "pyro-jit":
-        # JitTrace_ELBO compiles with torch.jit.trace, which torch 2.14 marks deprecated on every trace;
-        # the estimator is tested against Trace_ELBO, so the warning only repeats what is known
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace` is deprecated", category=FutureWarning)
         elbo = JitTrace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1,
                              ignore_jit_warnings=True)
         model_fn, guide_fn = registered(model.model, model), registered(guide.guide, guide)  # parameters as inputs
@@ -42,7 +39,10 @@ def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_parti
         def loss(x, y=None, kl_scale=1.0, index=None):
             if kl_scale != 1.0:
                 raise ValueError("the pyro-jit objective is compiled without KL scaling: use pyro for a warm-up")
-            return elbo.differentiable_loss(model_fn, guide_fn, x, observed_y(model, guide, x, y))
+            with warnings.catch_warnings():  # only here: torch 2.14 marks torch.jit.trace deprecated on every
+                # trace, and the estimator is tested against Trace_ELBO, so the warning repeats what is known
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace` is deprecated", category=FutureWarning)
+                return elbo.differentiable_loss(model_fn, guide_fn, x, observed_y(model, guide, x, y))
     elif name == "explicit":
 
         def loss(x, y=None, kl_scale=1.0, index=None):

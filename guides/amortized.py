@@ -3,6 +3,8 @@
     q(u, z, y | x) = q(z | x) · q(u | y) · q(y | x),   q(y | x) = δ(y − d(x))
 """
 
+from typing import ClassVar
+
 import pyro
 import pyro.distributions as dist
 from torch import nn
@@ -37,11 +39,31 @@ class QZGivenX(ImageEncoder):
 
 
 class DownscalingGuide(nn.Module):
-    """What every guide knows of the data: y = d(x) (SPEC §1)."""
+    """What every guide knows of the data, y = d(x) (SPEC §1), and what each guide kind declares:
+
+    - ``amortized``: gives q for images it was not trained on (a local guide knows only its own);
+    - ``super_resolves_from_y``: given y alone it proposes the latents of p(x | y) as they are; else
+      a posterior is fitted to y and its draws resampled (``evaluation.superres``);
+    - ``data_parallel``: the same on every process of a data-parallel run (no per-image parameters,
+      no inner optimisation);
+    - ``compiles``: runs under ``JitTrace_ELBO``;
+    - ``prior_encoder``: the encoder whose posteriors a VampPrior mixes (None when it has none).
+
+    ``bind(model)`` gives a guide the model it approximates the posterior of, once both are built
+    (a VampPrior needs the guide's encoder first); only a guide that optimises against the model keeps it.
+    """
+
+    amortized: ClassVar[bool]
+    super_resolves_from_y: ClassVar[bool]
+    data_parallel: ClassVar[bool]
+    compiles: ClassVar[bool]
 
     def __init__(self, scale=2, downscale_mode="area", levels=None):
         super().__init__()
         self.scale, self.downscale_mode, self.levels = scale, downscale_mode, levels
+
+    def bind(self, model: nn.Module) -> "DownscalingGuide":
+        return self
 
     def d(self, x):
         """y = d(x): the downscaling of SPEC §1 (rounded to the pixel grid for a discretized likelihood)."""
@@ -51,11 +73,17 @@ class DownscalingGuide(nn.Module):
 class AmortizedGuide(DownscalingGuide):
     """Encoder networks give q(u|y) and q(z|x) in one forward pass."""
 
+    amortized, super_resolves_from_y, data_parallel, compiles = True, True, True, True
+
     def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", arch=MLP,
                  levels=None):
         super().__init__(scale, downscale_mode, levels)
         self.q_u_given_y = QUGivenY(lr_shape(x_shape, scale), latent_u, arch)
         self.q_z_given_x = QZGivenX(x_shape, latent_z, arch)
+
+    @property
+    def prior_encoder(self) -> nn.Module:
+        return self.q_u_given_y
 
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``SRVAE.model``. y is a ``Delta`` site at d(x) (log-density 0)

@@ -21,7 +21,8 @@ class LocalGuide(DownscalingGuide):
     """N × L means and scales for u and z, rows picked by the batch's ``index`` (the data loader
     yields it with each batch). New data get a fitted copy (``fitted_to``), the model frozen."""
 
-    amortized = False
+    amortized, super_resolves_from_y, data_parallel, compiles = False, False, False, False
+    prior_encoder = None  # no network: a VampPrior makes its own encoder
 
     def __init__(self, x_shape, num_images: int, latent_u=4, latent_z=8, scale=2, downscale_mode="area",
                  levels=None, arch=None):

@@ -13,6 +13,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
+from torch import nn
 
 from guides.amortized import AmortizedGuide
 from model.networks import MLP
@@ -29,16 +30,21 @@ def step(value, grad, lr, limit=0.5):
 class SemiAmortizedGuide(AmortizedGuide):
     """q(u|y), q(z|x) from the encoders, then ``refine_steps`` steps of gradient ascent of the batch's
     ELBO on their means and log-scales (step ``refine_lr``, each move clipped to ±0.5). Refinement
-    needs x; given y alone the encoder's q(u|y) is used as it is."""
+    needs x; given y alone the encoder's q(u|y) is used as it is.
+
+    The SRVAE whose ELBO the steps ascend is given by ``bind`` and held as a submodule: its parameters
+    are the model's own, shared (the optimizer takes model and guide together, without repeats)."""
+
+    data_parallel = compiles = False  # the inner optimisation differs between processes, and from a trace
 
     def __init__(self, x_shape, latent_u=4, latent_z=8, scale=2, downscale_mode="area", arch=MLP,
                  levels=None, refine_steps=5, refine_lr=0.01):
         super().__init__(x_shape, latent_u, latent_z, scale, downscale_mode, arch, levels)
         self.refine_steps, self.refine_lr = refine_steps, refine_lr
-        self._model = ()  # the model function it refines against, set by ``attach``
+        self.model = None
 
-    def attach(self, model_fn) -> "SemiAmortizedGuide":
-        self._model = (model_fn,)
+    def bind(self, model: nn.Module) -> "SemiAmortizedGuide":
+        self.model = model
         return self
 
     def guide(self, x=None, y=None, num_images=None, index=None):
@@ -65,14 +71,14 @@ class SemiAmortizedGuide(AmortizedGuide):
     def refine(self, params: dict, x, y) -> dict:
         """λ_K after ``refine_steps`` steps λ ← λ + lr·∇_λ ELBO(λ), each on a one-sample Trace_ELBO of
         the batch, hidden from any enclosing inference (``poutine.block``)."""
-        if not self._model:
-            raise RuntimeError("a semi-amortized guide needs attach(model_fn) before it can refine")
+        if self.model is None:
+            raise RuntimeError("a semi-amortized guide refines against a model: bind(model) first")
         elbo = Trace_ELBO(max_plate_nesting=1)
         current = {k: v.detach().requires_grad_() for k, v in params.items()}
         with poutine.block(), torch.enable_grad():
             for _ in range(self.refine_steps):
                 at_current = functools.partial(self.sample_sites, current, n=x.shape[0])
-                loss = elbo.differentiable_loss(self._model[0], at_current, x, y)
+                loss = elbo.differentiable_loss(self.model.model, at_current, x, y)
                 grads = torch.autograd.grad(loss, list(current.values()))
                 current = {k: step(v, g, self.refine_lr) for (k, v), g in zip(current.items(), grads, strict=True)}
         return {k: params[k] + (current[k] - params[k]).detach() for k in params}

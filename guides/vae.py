@@ -16,9 +16,16 @@ class AmortizedVAEGuide(DownscalingGuide):
     """q(z | x). Given an LR image y alone, the same encoder applied to bicubic upsampling of y
     proposes z; super-resolution reweights those proposals by the model (``evaluation.superres``)."""
 
+    amortized, data_parallel, compiles = True, True, True
+    super_resolves_from_y = False  # its proposals from bicubic(y) are resampled by the model
+
     def __init__(self, x_shape, latent=12, scale=2, downscale_mode="area", arch=MLP, levels=None):
         super().__init__(scale, downscale_mode, levels)
         self.q_z_given_x = QZGivenXVAE(x_shape, latent, arch)
+
+    @property
+    def prior_encoder(self):
+        return self.q_z_given_x
 
     def guide(self, x=None, y=None, num_images=None, index=None):
         """Same signature as ``VAE.model``."""

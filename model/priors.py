@@ -50,9 +50,10 @@ class VampPrior(nn.Module):
     (Tomczak & Welling's VampPrior; SPEC §6). A mixture of diagonal Gaussians, so the explicit
     ELBO bounds its KL as for ``mog``.
 
-    ``encoder`` is the guide's q(u | y) (it returns a diagonal Gaussian per input); the prior
-    holds it by reference, so its weights are saved and trained once, with the guide. A guide
-    without an encoder (``local``) gives None: the prior then owns an encoder of its own.
+    ``encoder`` is the guide's q(u | y) (it returns a diagonal Gaussian per input), registered here
+    as a submodule too: the same parameters, shared, trained once (the optimizer takes the parameters
+    of model and guide together, without repeats). A guide without an encoder (``local``) gives
+    None: the prior then makes an encoder of its own.
     """
 
     def __init__(self, pseudo_shape, components: int, encoder: nn.Module | None, latent_dim: int | None = None):
@@ -61,17 +62,14 @@ class VampPrior(nn.Module):
             raise ValueError(f"the VampPrior needs at least one pseudo-input, got {components}")
         # pseudo-inputs y* = sigmoid(logits), so they stay images in [0, 1]
         self.pseudo_logits = nn.Parameter(torch.randn(components, *pseudo_shape) * 0.5 - 1.0)
-        if encoder is None:
-            self.own_encoder = FlatGaussianEncoder(math.prod(pseudo_shape), latent_dim)
-            encoder = self.own_encoder
-        self._encoder = (encoder,)  # a tuple: a guide's encoder is not registered in the model too
+        self.encoder = encoder if encoder is not None else FlatGaussianEncoder(math.prod(pseudo_shape), latent_dim)
 
     @property
     def pseudo_inputs(self) -> torch.Tensor:
         return torch.sigmoid(self.pseudo_logits)
 
     def forward(self) -> dist.MixtureSameFamily:
-        components = self._encoder[0](self.pseudo_inputs)  # batch (K,), event (L,)
+        components = self.encoder(self.pseudo_inputs)  # batch (K,), event (L,)
         uniform = torch.zeros(components.batch_shape, device=self.pseudo_logits.device)
         return dist.MixtureSameFamily(dist.Categorical(logits=uniform), components)
 

@@ -33,9 +33,10 @@ def test_vamp_prior_is_the_encoder_at_its_pseudo_inputs():
     assert prior.mixture_distribution.logits.shape == (5,)
     torch.testing.assert_close(prior.component_distribution.base_dist.loc, encoded.base_dist.loc)
     assert ((srvae.p_u.pseudo_inputs >= 0) & (srvae.p_u.pseudo_inputs <= 1)).all()
-    # the encoder is the guide's, saved once: in the guide's state dict, not the model's
-    assert "p_u.pseudo_logits" in srvae.state_dict()
-    assert not any(key.startswith("p_u.") and "gaussian" in key for key in srvae.state_dict())
+    # the encoder is the guide's, registered in the prior too: the same parameters, trained once
+    assert srvae.p_u.encoder is guide.q_u_given_y
+    shared = {id(p) for p in srvae.parameters()} & {id(p) for p in guide.parameters()}
+    assert len(shared) == len(list(guide.q_u_given_y.parameters())) > 0
 
 
 def test_vamp_prior_with_one_pseudo_input_gives_the_closed_form(x):

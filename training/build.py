@@ -20,7 +20,7 @@ def build_model_and_guide(config: dict, x_shape, device="cpu"):
         latent = config["latent_u"] + config["latent_z"]  # the same latent budget as the SRVAE
         guide = build_guide(config["guide"], x_shape, model="vae", latent=latent, **shared)
         prior = build_prior(config["prior"], latent, config["components"],
-                            encoder=guide.q_z_given_x, pseudo_shape=x_shape)
+                            encoder=guide.prior_encoder, pseudo_shape=x_shape)
         model = VAE(x_shape, prior, latent, config["scale"], config["downscale"], **decoders)
     else:
         per_datapoint = {"num_images": config["train_images"]} if config["guide"] == "local" else {}
@@ -29,12 +29,10 @@ def build_model_and_guide(config: dict, x_shape, device="cpu"):
         guide = build_guide(config["guide"], x_shape, latent_u=config["latent_u"], latent_z=config["latent_z"],
                             **shared, **per_datapoint)
         prior = build_prior(config["prior"], config["latent_u"], config["components"],
-                            encoder=getattr(guide, "q_u_given_y", None),  # a local guide has none: vamp makes one
-                            pseudo_shape=lr_shape(x_shape, config["scale"]))
+                            encoder=guide.prior_encoder, pseudo_shape=lr_shape(x_shape, config["scale"]))
         model = SRVAE(x_shape, prior, config["latent_u"], config["latent_z"], config["scale"],
                       noise=config.get("noise", "scalar"), **decoders)
-        if hasattr(guide, "attach"):
-            guide.attach(model.model)
+        guide.bind(model)
     return model.to(device), guide.to(device)
 
 

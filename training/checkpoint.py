@@ -78,15 +78,46 @@ def read_checkpoint(path: Path, map_location="cpu") -> dict:
     return checkpoint
 
 
+RENAMED = {"p_u.own_encoder.": "p_u.encoder."}  # a VampPrior's own encoder (with a local guide), before
+
+
 def load_states(checkpoint: dict, model, guide) -> None:
     """Load the checkpoint's state dicts into ``model`` and ``guide`` built from its config; a
     mismatch is a ``CheckpointError`` naming the first entry that differs."""
-    for name, module in (("srvae", model), ("guide", guide)):
-        difference = first_difference(module.state_dict(), checkpoint[name])
+    modules = {"srvae": model, "guide": guide}
+    states = {name: renamed(checkpoint[name]) for name in modules}
+    fill_shared(states, modules)
+    for name, module in modules.items():
+        difference = first_difference(module.state_dict(), states[name])
         if difference:
             raise CheckpointError(f"its state dicts do not match the architecture its configuration describes "
                                   f"({name}: {difference})")
-        module.load_state_dict(checkpoint[name])
+        module.load_state_dict(states[name])
+
+
+def renamed(state: dict) -> dict:
+    """``state`` with the keys of older versions under their present names (``RENAMED``)."""
+    out = {}
+    for key, value in state.items():
+        for old, new in RENAMED.items():
+            key = new + key[len(old):] if key.startswith(old) else key
+        out[key] = value
+    return out
+
+
+def fill_shared(states: dict, modules: dict) -> None:
+    """Complete ``states`` (name → saved state dict) where modules share a tensor: a VampPrior holds the
+    guide's encoder, a semi-amortized guide the model it refines against, so the tensor has a key in
+    each; a checkpoint written before they were registered in both has it under one of them."""
+    places = {}
+    for name, module in modules.items():
+        for key, tensor in module.state_dict(keep_vars=True).items():
+            places.setdefault(id(tensor), []).append((name, key))
+    for shared in places.values():
+        saved = [states[name][key] for name, key in shared if key in states[name]]
+        if saved:
+            for name, key in shared:
+                states[name].setdefault(key, saved[0])
 
 
 def first_difference(expected: dict, saved: dict) -> str | None:

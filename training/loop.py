@@ -5,6 +5,7 @@ or absurd step ever reaching the parameters."""
 import time
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from model.elbo import explicit_elbo
@@ -83,7 +84,7 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
     gives this process's batches (default: all images in a random order); the state handed to
     ``checkpoint`` then holds every process's progress and random streams under ``"ranks"``.
     """
-    params = list(model.parameters()) + list(guide.parameters())
+    params = list(nn.ModuleList([model, guide]).parameters())  # each once, shared ones too
     optimizer = adam(params, lr)
     device = device or data.train_values.device
     ranks = ranks or SingleProcess()

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from data import DATASETS, DOWNSCALE_MODES, SPLITS
 from data.errors import DataError
-from guides import GUIDES, VAE_GUIDES
+from guides import GUIDES, VAE_GUIDES, guide_kind
 from model import PRIORS
 from model.conditionals import NOISE
 from model.elbo import MIXTURE_KL
 from model.networks import ARCHITECTURES, default_architecture
 from training.build import MODELS
-from training.objectives import JIT_GUIDES, OBJECTIVES
+from training.objectives import OBJECTIVES
 from training.warmup import LR_SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -275,9 +275,10 @@ def check(args) -> None:
     if args.nll_beta and args.objective != "pyro":
         raise UsageError(f"--nll-beta weighs the pixels through Pyro's Trace_ELBO: use --objective pyro, not "
                          f"{args.objective}")
-    if args.objective == "pyro-jit" and (args.guide not in JIT_GUIDES or args.kl_warmup):
-        raise UsageError(f"--objective pyro-jit compiles the ELBO once: it takes --guide {' or '.join(JIT_GUIDES)} "
-                         "and no --kl-warmup; use --objective pyro")
+    if args.objective == "pyro-jit" and (not guide_kind(args.guide, args.model).compiles or args.kl_warmup):
+        compiling = " or ".join(name for name, kind in GUIDES.items() if kind.compiles)
+        raise UsageError(f"--objective pyro-jit compiles the ELBO once: it takes --guide {compiling} and no "
+                         "--kl-warmup; use --objective pyro")
     for flag, value, default in (("crop", args.crop, None), ("split", args.split, "auto"),
                                  ("augment", args.augment, False)):
         if value != default and value is not None and args.dataset != "folder":
@@ -492,7 +493,7 @@ def fill_evaluation_defaults(config: dict) -> dict:
     and a local guide have none, so a posterior is fitted to y and resampled."""
     if config.get("iw_samples") is None:
         config["iw_samples"] = default_iw_samples(config["image_shape"])
-    fitted = config.get("model") == "vae" or config.get("guide") == "local"
+    fitted = not guide_kind(config["guide"], config.get("model", "srvae")).super_resolves_from_y
     for key, fitted_default in (("sr_proposals", 1000), ("sr_fit_steps", 300)):
         if config.get(key) is None:
             config[key] = fitted_default if fitted else 0
@@ -577,13 +578,11 @@ def open_ranks(args):
 
 def check_distributed(args, ranks) -> None:
     """What data-parallel training supports."""
-    from training.distributed import DISTRIBUTED_GUIDES
-
     if ranks.world_size == 1:
         return
     if args.evaluate:
         raise UsageError("--evaluate runs in one process: python run.py --evaluate …, without torchrun")
-    if args.guide not in DISTRIBUTED_GUIDES:
+    if not guide_kind(args.guide, args.model).data_parallel:
         raise UsageError(f"--guide {args.guide} under torchrun: its per-image parameters (local) or inner "
                          "optimisation (semi-amortized) would differ between processes; use --guide amortized, "
                          "or train in one process")

@@ -15,15 +15,11 @@ from evaluation.progress import Stages, clock
 from evaluation.superres import evaluate_superres, predictive_draws, reconstruct
 
 
-def is_vae(config: dict) -> bool:
-    return config.get("model", "srvae") == "vae"
-
-
 def guide_for(model, guide, x, config: dict, y=None, stages=None):
     """The guide that evaluates the images x (paired with y, if given): the trained one, or, for a
     local guide, a copy with parameters for x fitted by ``config["local_steps"]`` SVI steps, the
     model frozen (SPEC §5)."""
-    if getattr(guide, "amortized", True):
+    if guide.amortized:
         return guide
     progress = None if stages is None else stages(f"fitting the local guide to {len(x)} images",
                                                   config["local_steps"], "steps")
@@ -53,8 +49,8 @@ def evaluate_run(model, guide, data, config: dict, log_likelihood=importance_wei
                                      proposals=config["sr_proposals"], fit_steps=config["sr_fit_steps"],
                                      span=data.span, progress=progress))
     stages.done()
-    metrics.update(**model.gammas(), k_x=model.k_x, k_y=model.k_y, test_images=len(x), levels=levels,
-                   paired=y_paired is not None, evaluation_seconds=time.perf_counter() - stages.start)
+    metrics.update(**model.gammas(), models_y=model.models_y, k_x=model.k_x, k_y=model.k_y, test_images=len(x),
+                   levels=levels, paired=y_paired is not None, evaluation_seconds=time.perf_counter() - stages.start)
     return metrics
 
 
@@ -102,7 +98,7 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
 
     generated = pyro.poutine.trace(model.model).get_trace(num_images=10).nodes
     x_generated = generated["x"]["value"]
-    if is_vae(config):
+    if not model.models_y:
         rows, title = [("x ~ p(x|z)", x_generated), ("d(x)", guide.d(x_generated))], "generated: z ~ p(z) → x"
     else:
         rows, title = [("y ~ p(y|u)", generated["y"]["value"]), ("x ~ p(x|y,z)", x_generated)], \
@@ -146,7 +142,7 @@ def precision(m: dict, repeats: str, se: str) -> str:
 
 def summary(metrics: dict, config: dict, seconds: float) -> str:
     """A short table of the run's results, in words a reader can check against the SPEC."""
-    m, vae = metrics, is_vae(config)
+    m, vae = metrics, not metrics["models_y"]
     kl_name = "KL(q(z|x) ‖ p(z))" if vae else "KL_u"
     bounded = f" (≤ 0 expected: the explicit {kl_name} is an upper bound)" if "bound" in m["prior_kl_method"] else ""
     target = "−log p(x)" if vae else "−log p(x, y)"

@@ -49,7 +49,7 @@ def explicit_elbo(model, guide, x=None, y=None, num_samples=1, mixture_kl="tight
         raise ValueError(f"unknown mixture KL {mixture_kl!r}; choose from {', '.join(MIXTURE_KL)}")
     guide_trace, model_trace = guide_and_model_traces(model.model, guide, x, y, num_samples, index)
     p, q = model_trace.nodes, guide_trace.nodes
-    if "u" not in p:  # the VAE baseline: E log p(x|z) − KL(q(z|x) ‖ p(z))
+    if not model.models_y:  # the VAE baseline: E log p(x|z) − KL(q(z|x) ‖ p(z))
         rec_x = model.p_x_given_z.log_likelihood(x, p["x"]["fn"].base_dist.loc, p["x"]["fn"].base_dist.scale)
         kl_z, method = kl_to_prior(q["z"]["fn"], p["z"]["fn"], q["z"]["value"], mixture_kl)
         zero = torch.zeros_like(kl_z.mean(0))

@@ -26,6 +26,8 @@ class SRVAE(nn.Module):
     one per band, or a per-pixel σ₁(y, z) (``model.conditionals.NOISE``).
     """
 
+    models_y = True  # its density is of (x, y); the VAE baseline's of x alone
+
     def __init__(self, x_shape, prior: nn.Module, latent_u=4, latent_z=8, scale=2, arch=MLP,
                  gamma_init=0.1, gamma_min=1e-3, levels=None, noise="scalar"):
         super().__init__()

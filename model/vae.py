@@ -27,7 +27,8 @@ class VAE(nn.Module):
     the likelihood p(y | z) of the ``y`` site, present only when y is observed (super-resolution).
     """
 
-    k_y = 0  # the VAE models x alone: bits/dim count k_x dimensions
+    models_y = False  # x alone: y appears only observed, for super-resolution
+    k_y = 0  # LR pixel values in its density: bits/dim count k_x dimensions
 
     def __init__(self, x_shape, prior: nn.Module, latent=12, scale=2, downscale_mode="area", arch=MLP,
                  gamma_init=0.1, gamma_min=1e-3, levels=None):

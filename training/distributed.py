@@ -22,9 +22,6 @@ from torch.utils.data import DistributedSampler
 from training.objectives import observed_y
 from training.warmup import with_kl_scale, with_pixel_weights
 
-DISTRIBUTED_GUIDES = ("amortized",)  # a local guide's per-image parameters and the semi-amortized
-# guide's inner optimisation are per process; refused rather than silently wrong
-
 
 def launched_world_size() -> int:
     """The number of processes ``torchrun`` started (1 when run plainly)."""

@@ -146,7 +146,7 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
         row = {"epoch": epoch, "train_loss": ranks.sum(state.total).item() / max(images, 1),
                "kl_scale": kl_scale(epoch, 1.0, kl_warmup),
                "skipped_steps": state.skipped, **state.gradient_norms()}
-        if test_x is not None and getattr(guide, "amortized", True):  # a local guide knows only its own images
+        if test_x is not None and guide.amortized:  # a local guide knows only its own images
             with torch.no_grad():
                 test = -explicit_elbo(model, guide.guide, test_x, test_y).elbo.mean()
                 row["test_loss"] = (ranks.sum(test) / ranks.world_size).item()  # each process's estimate, averaged

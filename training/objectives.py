@@ -15,7 +15,6 @@ OBJECTIVES = {
     "pyro-jit": "Pyro's JitTrace_ELBO: the same estimator compiled once per batch shape, less per-step Python "
                 "(amortized guides, no KL warm-up)",
 }
-JIT_GUIDES = ("amortized",)
 
 
 def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_particles: int = 1,
@@ -57,6 +56,6 @@ def observed_y(model, guide, x, y):
     """y for the model to observe: the given LR images, else d(x) for a model of y (the SRVAE; the
     VAE models x alone). Observing y = d(x) is the ELBO of sampling the guide's δ(y − d(x)) site,
     which adds log 1 = 0 (SPEC §3), with one sample site fewer of Pyro's per-site work."""
-    if y is None and model.k_y > 0:
+    if y is None and model.models_y:
         return guide.d(x)
     return y

@@ -619,9 +619,9 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
     from evaluation.report import evaluate_run, summary, write_figures
     from training.build import build_model_and_guide
     from training.checkpoint import CheckpointError, RunCheckpoints, load_states, write_json
-    from training.distributed import DistributedELBO, SingleProcess, shard_order, sharded
+    from training.distributed import DataParallelObjective, SingleProcess, shard_order, sharded
     from training.interrupt import stop_on_signals
-    from training.loop import Interrupted, NonFiniteSteps, train
+    from training.loop import Callbacks, Interrupted, NonFiniteSteps, TrainingOptions, train
     from training.objectives import make_objective
 
     ranks = ranks or SingleProcess()
@@ -636,29 +636,26 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
             load_states(resume, model, guide)
         except CheckpointError as error:
             raise UsageError(f"--resume {out}: checkpoint.pt: {error}") from None
-    if ranks.world_size == 1:
-        loss = make_objective(args.objective, model, guide, args.mixture_kl, args.particles, config["nll_beta"])
-        order = None
-    else:
+    objective = make_objective(args.objective, model, guide, args.mixture_kl, args.particles, config["nll_beta"])
+    order = None
+    if ranks.world_size > 1:
         pyro.set_rng_seed(args.seed + ranks.rank)  # the same initial model, but each process its own draws
-        loss = DistributedELBO(model, guide, ranks, args.particles, config["nll_beta"])
+        objective = DataParallelObjective(objective, ranks)
         order = shard_order(data, args.batch_size, ranks, args.seed)
 
     checkpoints = RunCheckpoints(out, model, guide, config) if writer else None
     if writer:
         write_json(out / "config.json", config)
     interactive = writer and sys.stderr.isatty()
-    test_x, test_y = data.test_pair()
+    options = TrainingOptions(args.epochs, args.batch_size, args.lr, args.lr_schedule, args.kl_warmup, args.amp,
+                              args.clip_norm, args.max_bad_steps, args.checkpoint_every, device, monitor_test=True,
+                              ranks=ranks, order=order)
     try:
         with stop_on_signals() as stop_requested:
-            history = train(model, guide, data, loss, args.epochs, args.batch_size, args.lr, test_x=test_x,
-                            test_y=test_y, progress=interactive,
-                            on_epoch=progress_lines(args.epochs) if writer and not interactive else None,
-                            kl_warmup=args.kl_warmup, lr_schedule=args.lr_schedule, device=device, amp=args.amp,
-                            clip_norm=args.clip_norm,
-                            max_bad_steps=args.max_bad_steps, checkpoint=checkpoints,
-                            checkpoint_every=args.checkpoint_every, should_stop=stop_requested,
-                            resume=None if resume is None else resume["training"], ranks=ranks, order=order)
+            callbacks = Callbacks(interactive, progress_lines(args.epochs) if writer and not interactive else None,
+                                  checkpoints, stop_requested)
+            history = train(model, guide, data, objective, options, callbacks,
+                            resume=None if resume is None else resume["training"])
     except Interrupted as stop:
         if writer:
             print(f"run.py: interrupted: {stop}; {out}/checkpoint.pt holds that state: continue with "

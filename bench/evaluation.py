@@ -79,7 +79,7 @@ def measure(setup: str, train_steps: int, test_images: int, batch: int = 64, k_s
     pyro.set_rng_seed(0)
     model, guide = build_model_and_guide(config, train.shape[1:])
     loss_fn = make_objective("pyro", model, guide, nll_beta=config["nll_beta"])
-    optimizer = adam([*model.parameters(), *guide.parameters()], config["lr"])
+    optimizer = adam(loss_fn.parameters(), config["lr"])
     generator = torch.Generator().manual_seed(0)
 
     def step():

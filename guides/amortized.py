@@ -62,6 +62,10 @@ class DownscalingGuide(nn.Module):
         super().__init__()
         self.scale, self.downscale_mode, self.levels = scale, downscale_mode, levels
 
+    def forward(self, *args, **kwargs):
+        """The guide function (``guide``, the model's signature), as ``Trace_ELBO()(model, guide)`` calls it."""
+        return self.guide(*args, **kwargs)
+
     def bind(self, model: nn.Module) -> "DownscalingGuide":
         return self
 

@@ -53,6 +53,10 @@ class SRVAE(nn.Module):
     def k_y(self) -> int:
         return math.prod(self.y_shape)
 
+    def forward(self, *args, **kwargs):
+        """The model function (``model``): the module is what ``Trace_ELBO()(model, guide)`` takes."""
+        return self.model(*args, **kwargs)
+
     def model(self, x=None, y=None, num_images=None, index=None):
         """Sample u, y, z, x in the order of the factorization, inside ``pyro.plate("data")``.
 

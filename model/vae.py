@@ -54,6 +54,10 @@ class VAE(nn.Module):
         return dist.Normal(downscale(x_hat, self.scale, self.downscale_mode),
                            self.p_x_given_z.gamma * self.d_row_norm).to_event(3)
 
+    def forward(self, *args, **kwargs):
+        """The model function (``model``): the module is what ``Trace_ELBO()(model, guide)`` takes."""
+        return self.model(*args, **kwargs)
+
     def model(self, x=None, y=None, num_images=None, index=None):
         """Sample z then x inside ``pyro.plate("data")``; with y given, y is observed through p(y | z)."""
         with data_plate(x, y, num_images, self.d_row_norm.device):

@@ -5,7 +5,7 @@ import torch
 from data import load_dataset
 from model.elbo import explicit_elbo
 from training.build import build_model_and_guide
-from training.loop import train
+from training.loop import TrainingOptions, train
 from training.objectives import make_objective
 
 CONFIG = {"guide": "amortized", "prior": "normal", "components": 10, "latent_u": 4, "latent_z": 8,
@@ -36,8 +36,7 @@ def build(prior="normal", seed=0, **changes):
 def trained(digits):
     """A small model trained for 5 epochs with Pyro's Trace_ELBO: (srvae, guide)."""
     srvae, guide = build()
-    train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=5, batch_size=64, lr=1e-3,
-          progress=False)
+    train(srvae, guide, digits, make_objective("pyro", srvae, guide), TrainingOptions(epochs=5))
     return srvae, guide
 
 

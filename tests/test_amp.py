@@ -6,7 +6,7 @@ import torch
 from conftest import build, neg_elbo_per_image
 from test_elbo import z_score
 
-from training.loop import train
+from training.loop import TrainingOptions, train
 from training.objectives import make_objective
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
@@ -27,8 +27,7 @@ def test_training_under_autocast_lowers_the_elbo_like_float32(digits):
     for amp in (False, True):
         srvae, guide = build()
         start = neg_elbo_per_image(srvae, guide, digits.test_images()[:64])
-        train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=3, batch_size=64, lr=1e-3,
-              progress=False, amp=amp)
+        train(srvae, guide, digits, make_objective("pyro", srvae, guide), TrainingOptions(epochs=3, amp=amp))
         results[amp] = start - neg_elbo_per_image(srvae, guide, digits.test_images()[:64])
     assert results[False] > 50 and results[True] > 50
     assert abs(results[True] - results[False]) < 0.1 * results[False]

@@ -30,7 +30,7 @@ def test_conv_training_steps_on_cuda_from_device_data_and_from_the_host_loader(t
 
     from data import load_dataset
     from training.build import build_model_and_guide
-    from training.loop import train
+    from training.loop import TrainingOptions, train
     from training.objectives import make_objective
 
     write_folder(tmp_path, n=20, size=28, bands=3, suffix=".npy", dtype=np.float32)
@@ -39,7 +39,7 @@ def test_conv_training_steps_on_cuda_from_device_data_and_from_the_host_loader(t
         config = {**CONFIG, "arch": "conv", "channels": 8, "hidden": 32}
         srvae, guide = build_model_and_guide(config, data.image_shape, "cuda")
         x, y = data.test_pair()
-        history = train(srvae, guide, data, make_objective("pyro", srvae, guide), epochs=3, batch_size=4, lr=1e-3,
-                        test_x=x, test_y=y, progress=False, device="cuda")
+        options = TrainingOptions(epochs=3, batch_size=4, device="cuda", monitor_test=True)
+        history = train(srvae, guide, data, make_objective("pyro", srvae, guide), options)
         assert x.is_cuda and y.is_cuda and all(math.isfinite(row["train_loss"]) for row in history)
         assert history[-1]["test_loss"] < history[0]["test_loss"]

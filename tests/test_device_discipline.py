@@ -14,7 +14,7 @@ from torch.overrides import TorchFunctionMode
 
 from data import load_dataset
 from training.build import build_model_and_guide
-from training.loop import train
+from training.loop import TrainingOptions, train
 from training.objectives import make_objective
 
 
@@ -36,13 +36,12 @@ class DefaultDeviceTensors(TorchFunctionMode):
 def one_epoch_on_meta_default(config, data, objective):
     model, guide = build_model_and_guide(config, data.image_shape)
     loss = make_objective(objective, model, guide)
-    x, y = data.test_pair()
+    data = data.test_subset(16)
     recorder = DefaultDeviceTensors()
     torch.set_default_device("meta")
     try:
         with recorder:
-            history = train(model, guide, data, loss, epochs=1, batch_size=64, lr=1e-3, test_x=x[:16],
-                            test_y=None if y is None else y[:16], progress=False, kl_warmup=2)
+            history = train(model, guide, data, loss, TrainingOptions(epochs=1, kl_warmup=2, monitor_test=True))
     finally:
         torch.set_default_device("cpu")
     return recorder.made, history

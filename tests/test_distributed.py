@@ -18,8 +18,8 @@ from pyro.poutine.messenger import Messenger
 
 from data import load_dataset
 from training.build import build_model_and_guide
-from training.distributed import DistributedELBO, ProcessGroup, shard_order, sharded
-from training.loop import train
+from training.distributed import DataParallelObjective, ProcessGroup, shard_order, sharded
+from training.loop import Callbacks, TrainingOptions, train
 from training.objectives import make_objective
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,8 @@ def one_step_on_a_shard(rank: int, world: int, folder: str) -> None:
     x, noise = union_batch()
     mine = slice(rank * BATCH, (rank + 1) * BATCH)
     guide.guide = FixedNoise({name: eps[mine] for name, eps in noise.items()})(guide.guide)
-    objective = DistributedELBO(model, guide, ranks)  # kept alive: DDP's reducer must outlive the backward pass
+    objective = DataParallelObjective(make_objective("pyro", model, guide), ranks)  # kept alive: DDP's reducer
+    # must outlive the backward pass
     loss = objective(x[mine])
     loss.backward()
     held = {"gradients": gradients(model, guide), "loss": ranks.sum(loss.detach())}
@@ -107,8 +108,8 @@ def test_one_two_process_step_is_one_single_process_step_on_the_union_batch(tmp_
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert got["threads_left"] == 0  # closing the group ended its threads, DDP notwithstanding
-        # each process's loss is scaled by 2 (its ELBO counts for the union): their sum is twice the union's
-        assert torch.allclose(got["loss"], 2 * loss.detach(), rtol=1e-5)
+        # each process's loss is its own batch's −ELBO: their sum is the union's (the gradients are scaled)
+        assert torch.allclose(got["loss"], loss.detach(), rtol=1e-5)
         for g, e in zip(got["gradients"], expected, strict=True):
             assert torch.allclose(g, e, rtol=1e-4, atol=1e-5 * e.abs().max().item()), (g - e).abs().max()
 
@@ -127,9 +128,9 @@ def train_on_shards(rank: int, world: int, folder: str) -> None:
     pyro.set_rng_seed(100 + rank)  # each process its own draws
     data = first_images(200)
     saved = []
-    history = train(model, guide, data, DistributedELBO(model, guide, ranks), epochs=2, batch_size=BATCH, lr=1e-3,
-                    progress=False, ranks=ranks, order=shard_order(data, BATCH, ranks, seed=0),
-                    checkpoint=saved.append if rank == 0 else None)
+    options = TrainingOptions(epochs=2, batch_size=BATCH, ranks=ranks, order=shard_order(data, BATCH, ranks, seed=0))
+    history = train(model, guide, data, DataParallelObjective(make_objective("pyro", model, guide), ranks), options,
+                    Callbacks(checkpoint=saved.append if rank == 0 else None))
     torch.save({"srvae": model.state_dict(), "guide": guide.state_dict(), "history": history,
                 "checkpoint": saved[-1] if saved else None, "threads_left": leave(ranks, started)},
                f"{folder}/rank{rank}.pt")
@@ -144,11 +145,11 @@ def test_two_processes_hold_identical_parameters_after_training_and_agree_on_the
             assert torch.equal(value, one[part][key]), key
     untimed = [[{k: v for k, v in row.items() if k != "seconds"} for row in r["history"]] for r in (zero, one)]
     assert untimed[0] == untimed[1] and len(untimed[0]) == 2
-    # the training loss per image is the −ELBO's, not the N-times-scaled loss each process minimises: close
+    # the training loss per image is the −ELBO's (each process minimises its own, gradients scaled by N): close
     # to one process's on the union batches (other draws, so not equal)
     model, guide = models()
-    alone = train(model, guide, first_images(200), make_objective("pyro", model, guide), epochs=2,
-                  batch_size=2 * BATCH, lr=1e-3, progress=False)
+    alone = train(model, guide, first_images(200), make_objective("pyro", model, guide),
+                  TrainingOptions(epochs=2, batch_size=2 * BATCH))
     for together, single in zip(zero["history"], alone, strict=True):
         assert abs(together["train_loss"] - single["train_loss"]) < 0.05 * abs(single["train_loss"])
     assert one["checkpoint"] is None  # only rank 0 hands over checkpoints

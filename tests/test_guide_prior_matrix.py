@@ -9,7 +9,7 @@ from conftest import CONFIG, neg_elbo_per_image
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
 from training.build import build_model_and_guide
-from training.loop import train
+from training.loop import TrainingOptions, train
 from training.objectives import make_objective
 
 GUIDES = ("amortized", "local", "semi-amortized")
@@ -27,8 +27,7 @@ def test_guide_with_prior(digits, guide_name, prior):
     x = digits.train_batch(index)
 
     before = neg_elbo_per_image(srvae, guide, x, index=index)
-    train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=2, batch_size=64, lr=1e-2,
-          progress=False)
+    train(srvae, guide, digits, make_objective("pyro", srvae, guide), TrainingOptions(epochs=2, lr=1e-2))
     assert before - neg_elbo_per_image(srvae, guide, x, index=index) > 20  # Monte-Carlo noise < 1 nat
 
     pyro_mean, pyro_se = pyro_neg_elbo(srvae, guide, x, num_particles=50, repeats=10, index=index)

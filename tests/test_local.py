@@ -9,7 +9,7 @@ from pyro import poutine
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
 from model.elbo import explicit_elbo
 from training.build import build_model_and_guide
-from training.loop import train
+from training.loop import TrainingOptions, train
 from training.objectives import make_objective
 
 
@@ -35,8 +35,8 @@ def test_training_lowers_the_elbo_of_the_training_images(digits):
     x = digits.train_batch(index)
 
     before = neg_elbo_per_image(srvae, guide, x, index=index)
-    history = train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=5, batch_size=64, lr=1e-2,
-                    test_x=digits.test_images(), progress=False)
+    history = train(srvae, guide, digits, make_objective("pyro", srvae, guide),
+                    TrainingOptions(epochs=5, lr=1e-2, monitor_test=True))
     assert before - neg_elbo_per_image(srvae, guide, x, index=index) > 100
     assert "test_loss" not in history[0]  # a local guide has no parameters for the test images
 

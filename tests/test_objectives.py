@@ -1,4 +1,4 @@
-"""Issue 6: the compiled objective and the opt-in param-store registration are the same ELBO."""
+"""The objectives as modules: the compiled one and the opt-in param-store registration are the same ELBO."""
 
 import math
 
@@ -6,7 +6,7 @@ import pyro
 import torch
 from conftest import build
 
-from model.registration import registered
+from model.registration import Registered
 from training.objectives import make_objective
 
 
@@ -28,7 +28,7 @@ def test_jit_trace_elbo_estimates_the_same_elbo_as_trace_elbo(trained, x):
 def test_jit_objective_trains(digits):
     srvae, guide = build()
     loss = make_objective("pyro-jit", srvae, guide)
-    optimizer = torch.optim.Adam([*srvae.parameters(), *guide.parameters()], lr=1e-3)
+    optimizer = torch.optim.Adam(loss.parameters(), lr=1e-3)
     x = digits.test_images()[:64]
     first = loss(x).item()
     for _ in range(100):
@@ -40,12 +40,12 @@ def test_jit_objective_trains(digits):
 
 
 def test_registered_functions_train_with_pyros_svi_and_optimizer(digits):
-    """The model and guide do not call pyro.module themselves; wrapped, Pyro's SVI finds and trains
-    every parameter through the param store."""
+    """The model and guide do not call pyro.module themselves; wrapped in ``Registered``, Pyro's SVI finds
+    and trains every parameter through the param store."""
     from pyro.infer import SVI, Trace_ELBO
 
     srvae, guide = build()
-    svi = SVI(registered(srvae.model, srvae), registered(guide.guide, guide), pyro.optim.Adam({"lr": 1e-3}),
+    svi = SVI(Registered(srvae), Registered(guide), pyro.optim.Adam({"lr": 1e-3}),
               Trace_ELBO(max_plate_nesting=1))
     x = digits.test_images()[:64]
     before = svi.evaluate_loss(x)
@@ -67,3 +67,13 @@ def test_the_benchmarks_plain_pytorch_elbo_is_the_explicit_elbo(trained, x):
         plain = torch.stack([plain_neg_elbo(srvae, guide, x) for _ in range(200)]).double() / len(x)
     mean, se = losses("explicit", srvae, guide, x)
     assert abs(plain.mean().item() - mean) < 4 * math.hypot(plain.std().item() / math.sqrt(200), se)
+
+
+def test_every_objective_holds_the_parameters_of_model_and_guide_once(x):
+    """The objectives are modules over model and guide (Pyro's ``Trace_ELBO()(model, guide)``): what a
+    torch optimizer is given is every parameter of both, shared ones (a VampPrior's encoder) once."""
+    srvae, guide = build(prior="vamp", components=3)
+    expected = {id(p) for p in [*srvae.parameters(), *guide.parameters()]}
+    for name in ("pyro", "pyro-jit", "explicit"):
+        held = [id(p) for p in make_objective(name, srvae, guide).parameters()]
+        assert len(held) == len(set(held)) and set(held) == expected, name

@@ -6,25 +6,36 @@ import pyro
 import pytest
 import torch
 from conftest import build
+from torch import nn
 
 from training.checkpoint import RunCheckpoints, load_checkpoint
-from training.loop import gradient_norm, train
+from training.loop import Callbacks, TrainingOptions, gradient_norm, train
 from training.objectives import make_objective
 
 
-def poisoned(loss_fn, bad_calls, seen):
-    """``loss_fn`` with a NaN pixel in the batch of each call numbered in ``bad_calls`` (from 1); records
-    the model's parameters as each call finds them in ``seen``."""
-    calls = itertools.count(1)
+class Tapped(nn.Module):
+    """``objective`` whose calls, numbered from 1, go through ``tap(call, objective, x, y, **options)``: a
+    test's way to poison a batch, blow up a loss or record the parameters as each step finds them."""
 
-    def loss(x, y=None, **options):
-        call = next(calls)
-        seen[call] = [p.detach().clone() for p in options.pop("params")]
+    def __init__(self, objective: nn.Module, tap):
+        super().__init__()
+        self.objective, self.tap, self.calls = objective, tap, itertools.count(1)
+
+    def forward(self, x, y=None, **options):
+        return self.tap(next(self.calls), self.objective, x, y, **options)
+
+
+def poisoned(objective, bad_calls, seen):
+    """``objective`` with a NaN pixel in the batch of each call numbered in ``bad_calls``; records the
+    parameters as each call finds them in ``seen``."""
+
+    def tap(call, objective, x, y=None, **options):
+        seen[call] = [p.detach().clone() for p in objective.parameters()]
         if call in bad_calls:
             x = x.clone()
             x[0, 0, 0, 0] = float("nan")
-        return loss_fn(x, y, **options)
-    return loss
+        return objective(x, y, **options)
+    return Tapped(objective, tap)
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro's warning on each poisoned step
@@ -35,8 +46,7 @@ def test_a_nan_batch_is_skipped_counted_and_never_reaches_the_parameters_or_the_
     seen = {}
     loss = poisoned(make_objective("pyro", srvae, guide), {3, 30}, seen)
     checkpoints = RunCheckpoints(tmp_path, srvae, guide, {"seed": 0})
-    history = train(srvae, guide, digits, lambda x, y, **o: loss(x, y, params=params, **o), epochs=2, batch_size=64,
-                    lr=1e-3, progress=False, checkpoint=checkpoints)
+    history = train(srvae, guide, digits, loss, TrainingOptions(epochs=2), Callbacks(checkpoint=checkpoints))
     steps = len(seen) // 2  # 23 per epoch
     assert [row["skipped_steps"] for row in history] == [1, 1] and steps == 23
     for bad in (3, 30):  # the step after a skipped one finds the parameters exactly as the skipped one did
@@ -74,8 +84,8 @@ def test_history_records_each_epochs_median_and_largest_gradient_norm(digits, mo
 
     monkeypatch.setattr(training.loop, "gradient_norm", recorded)
     srvae, guide = build()
-    history = train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=2, batch_size=256, lr=1e-3,
-                    progress=False, clip_norm=1.0)
+    history = train(srvae, guide, digits, make_objective("pyro", srvae, guide),
+                    TrainingOptions(epochs=2, batch_size=256, clip_norm=1.0))
     steps = len(seen) // 2
     assert len(seen) == 2 * steps == 12
     for row, norms in zip(history, (seen[:steps], seen[steps:]), strict=True):
@@ -104,15 +114,13 @@ def test_a_finite_but_absurd_step_is_judged_against_the_recent_good_steps():
 def test_an_absurd_step_is_skipped_and_never_reaches_the_parameters(digits):
     """The loss of step 30 blown up 10⁶ times (finite): skipped like a NaN step, counted, the run goes on."""
     srvae, guide = build()
-    params = [*srvae.parameters(), *guide.parameters()]
-    objective, calls, seen = make_objective("pyro", srvae, guide), itertools.count(1), {}
+    seen = {}
 
-    def loss(x, y=None, **options):
-        call = next(calls)
-        seen[call] = [p.detach().clone() for p in params]
+    def tap(call, objective, x, y=None, **options):
+        seen[call] = [p.detach().clone() for p in objective.parameters()]
         return objective(x, y, **options) * (1e6 if call == 30 else 1.0)
 
-    history = train(srvae, guide, digits, loss, epochs=2, batch_size=64, lr=1e-3, progress=False)
+    history = train(srvae, guide, digits, Tapped(make_objective("pyro", srvae, guide), tap), TrainingOptions(epochs=2))
     assert [row["skipped_steps"] for row in history] == [0, 1]
     assert all(torch.equal(a, b) for a, b in zip(seen[30], seen[31], strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(seen[31], seen[32], strict=True))
@@ -135,18 +143,18 @@ def test_an_epoch_that_ruins_the_parameters_is_not_checkpointed(digits):
     from training.loop import NonFiniteSteps
 
     srvae, guide = build()
-    objective, calls = make_objective("pyro", srvae, guide), itertools.count(1)
     steps = -(-len(digits.train_values) // 64)
 
-    def loss(x, y=None, **options):
+    def tap(call, objective, x, y=None, **options):
         value = objective(x, y, **options)
-        if next(calls) == 3 * steps:
+        if call == 3 * steps:
             with torch.no_grad():
                 srvae.p_x_given_yz.rho.fill_(200.0)  # γ₁ = exp(200) = inf in float32; this step's loss is finite
         return value
 
     saved = []
     with pytest.raises(NonFiniteSteps, match="after epoch 3 the test −ELBO is inf per image"):
-        train(srvae, guide, digits, loss, epochs=5, batch_size=64, lr=1e-3, progress=False,
-              test_x=digits.test_images()[:64], checkpoint=lambda state: saved.append(state["progress"]["epoch"]))
+        train(srvae, guide, digits, Tapped(make_objective("pyro", srvae, guide), tap),
+              TrainingOptions(epochs=5, monitor_test=True),
+              Callbacks(checkpoint=lambda state: saved.append(state["progress"]["epoch"])))
     assert saved == [0, 1, 2]

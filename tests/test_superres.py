@@ -18,7 +18,7 @@ from evaluation.superres import (
     super_resolve,
 )
 from model.elbo import guide_and_model_traces
-from training.loop import train
+from training.loop import TrainingOptions, train
 from training.objectives import make_objective
 
 
@@ -80,8 +80,7 @@ def test_psnr_and_ssim():
 def trained_50(digits):
     """50 epochs: enough for the SR mean to beat bicubic upsampling by a margin (≈ 17 dB against 14)."""
     srvae, guide = build(seed=5)
-    train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=50, batch_size=64, lr=1e-3,
-          progress=False)
+    train(srvae, guide, digits, make_objective("pyro", srvae, guide), TrainingOptions(epochs=50))
     return srvae, guide
 
 

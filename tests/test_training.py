@@ -8,7 +8,7 @@ from conftest import build, mean_and_se, neg_elbo_per_image
 from pyro import poutine
 
 from model.elbo import explicit_elbo
-from training.loop import adam, train
+from training.loop import TrainingOptions, adam, train
 from training.objectives import make_objective
 from training.warmup import ScaleSites, kl_scale
 
@@ -19,8 +19,8 @@ def test_five_epochs_lower_the_test_neg_elbo_by_100_nats(digits, objective):
     x = digits.test_images()
     srvae, guide = build(seed=1)
     before = neg_elbo_per_image(srvae, guide, x)
-    history = train(srvae, guide, digits, make_objective(objective, srvae, guide), epochs=5, batch_size=64,
-                    lr=1e-3, test_x=x, progress=False)
+    history = train(srvae, guide, digits, make_objective(objective, srvae, guide),
+                    TrainingOptions(epochs=5, monitor_test=True))
     after = neg_elbo_per_image(srvae, guide, x)
     assert before - after > 100 and after < 0, (before, after)
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
@@ -74,8 +74,8 @@ def test_warmup_objective_is_reconstruction_minus_beta_kl(trained, x, beta):
 def test_training_with_warmup_records_beta_and_reports_the_unscaled_elbo(digits):
     x = digits.test_images()
     srvae, guide = build(seed=2)
-    history = train(srvae, guide, digits, make_objective("pyro", srvae, guide), epochs=3, batch_size=64, lr=1e-3,
-                    test_x=x, progress=False, kl_warmup=2)
+    history = train(srvae, guide, digits, make_objective("pyro", srvae, guide),
+                    TrainingOptions(epochs=3, kl_warmup=2, monitor_test=True))
     assert [row["kl_scale"] for row in history] == [0.5, 1.0, 1.0]
     torch.manual_seed(0)
     unscaled = neg_elbo_per_image(srvae, guide, x)

@@ -13,7 +13,7 @@ from evaluation.loglik import importance_weighted_log_likelihood
 from evaluation.superres import fit_posterior_given_y, super_resolve
 from model.elbo import explicit_elbo
 from training.build import build_model_and_guide
-from training.loop import train
+from training.loop import TrainingOptions, train
 from training.objectives import make_objective
 
 
@@ -25,7 +25,7 @@ def build_vae(seed=0, **changes):
 @pytest.fixture(scope="module")
 def trained_vae(digits):
     vae, guide = build_vae(seed=1)
-    train(vae, guide, digits, make_objective("pyro", vae, guide), epochs=30, batch_size=64, lr=1e-3, progress=False)
+    train(vae, guide, digits, make_objective("pyro", vae, guide), TrainingOptions(epochs=30))
     return vae, guide
 
 

@@ -2,10 +2,10 @@
 
 ``torchrun --nproc_per_node=N run.py …`` starts N processes; each builds the same model, draws its
 own shard of every epoch (``DistributedSampler``) with its own random streams, and computes Pyro's
-ELBO on it through ``Trace_ELBO()(model, guide)``, an ``nn.Module`` wrapped in
-``DistributedDataParallel``, which averages the gradients over the processes. Each process's ELBO
-is scaled by N (``poutine.scale``), so that the averaged gradient is the gradient of the −ELBO
-summed over the union of the N batches: one step of N processes is one single-process step on
+ELBO on it through the objective module (``Trace_ELBO()(model, guide)``) wrapped in
+``DistributedDataParallel``, which averages the gradients over the processes. Each process's
+gradient is scaled by N (``DataParallelObjective``), so that the average is the gradient of the
+−ELBO summed over the union of the N batches: one step of N processes is one single-process step on
 their union batch (tested).
 """
 
@@ -13,14 +13,9 @@ import os
 
 import torch
 import torch.distributed as dist
-from pyro import poutine
-from pyro.infer import Trace_ELBO
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
-
-from training.objectives import observed_y
-from training.warmup import with_kl_scale, with_pixel_weights
 
 
 def launched_world_size() -> int:
@@ -110,36 +105,28 @@ class ProcessGroup(SingleProcess):
             dist.destroy_process_group()
 
 
-class PyroFunction(nn.Module):
-    """The ``model`` or ``guide`` method of a module as an ``nn.Module`` of its own (so that
-    ``Trace_ELBO()(model, guide)`` holds the parameters), every log-density scaled by ``scale`` and
-    the KL sites by the ``kl_scale`` keyword of each call (the KL warm-up)."""
+def scale_gradient(value: torch.Tensor, factor: float) -> torch.Tensor:
+    """``value`` itself, whose gradient is ``factor`` times its own: factor·v − (factor − 1)·v, the second
+    term not differentiated."""
+    return factor * value - (factor - 1) * value.detach()
 
-    def __init__(self, owner: nn.Module, method: str, scale: float = 1.0, nll_beta: float = 0.0):
+
+class DataParallelObjective(nn.Module):
+    """One process's training objective: ``objective`` (a module of ``training.objectives``) wrapped in
+    ``DistributedDataParallel``, called like it. Its value is this process's −ELBO; its gradient is
+    ``ranks.world_size`` times that, so that DDP's average over the processes is the gradient of the
+    −ELBO summed over their union batch. Keep it alive until the backward pass is done: DDP's
+    gradient all-reduce belongs to it, and a temporary one (``DataParallelObjective(...)(x).backward()``)
+    silently leaves the gradients local."""
+
+    def __init__(self, objective: nn.Module, ranks):
         super().__init__()
-        self.owner, self.method, self.scale, self.nll_beta = owner, method, scale, nll_beta
+        self.world_size = ranks.world_size
+        device = next(objective.parameters()).device
+        self.ddp = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def forward(self, *args, kl_scale: float = 1.0, **kwargs):
-        function = poutine.scale(with_pixel_weights(getattr(self.owner, self.method), self.nll_beta), scale=self.scale)
-        return with_kl_scale(function, kl_scale)(*args, **kwargs)
-
-
-class DistributedELBO:
-    """The training loss of one process: Pyro's Trace_ELBO as an ``nn.Module`` of the model and
-    guide, wrapped in ``DistributedDataParallel``; called like the objectives of ``make_objective``.
-    Keep it alive until the backward pass is done: DDP's gradient all-reduce belongs to it, and a
-    temporary one (``DistributedELBO(...)(x).backward()``) silently leaves the gradients local."""
-
-    def __init__(self, model, guide, ranks, num_particles: int = 1, nll_beta: float = 0.0):
-        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
-        self.model, self.guide = model, guide
-        scale = ranks.world_size
-        self.module = elbo(PyroFunction(model, "model", scale, nll_beta), PyroFunction(guide, "guide", scale))
-        device = next(model.parameters()).device
-        self.ddp = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
-
-    def __call__(self, x, y=None, kl_scale=1.0, index=None):
-        return self.ddp(x, observed_y(self.model, self.guide, x, y), index=index, kl_scale=kl_scale)
+    def forward(self, x, y=None, kl_scale: float = 1.0, index=None):
+        return scale_gradient(self.ddp(x, y, kl_scale=kl_scale, index=index), self.world_size)
 
 
 def shard_order(data, batch_size: int, ranks, seed: int):

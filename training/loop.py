@@ -3,6 +3,8 @@ safeguards: checkpoints a run can resume from exactly, a clean stop on request, 
 or absurd step ever reaching the parameters."""
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -48,23 +50,54 @@ def gradient_norm(params, clip_norm: float | None) -> torch.Tensor:
     return norm
 
 
-def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
-          test_x=None, progress: bool = True, on_epoch=None, kl_warmup: int = 0, test_y=None,
-          device=None, amp: bool = False, clip_norm: float | None = None, max_bad_steps: int = 10,
-          checkpoint=None, checkpoint_every: int = 0, resume: dict | None = None, should_stop=None,
-          ranks=None, order=None, lr_schedule: str = "constant") -> list[dict]:
-    """Run ``epochs`` passes over ``data.train_values`` (fresh dequantization each batch) on
-    ``device`` (default: where the data live; data kept on the host come through a DataLoader).
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How to train: ``epochs`` passes of minibatches of ``batch_size`` images, Adam at learning rate
+    ``lr`` times the ``lr_schedule``'s factor (``training.warmup.lr_factor``), the KL terms scaled by β
+    rising from 0 to 1 over ``kl_warmup`` epochs (0: none), bfloat16 autocast with ``amp``, the
+    gradient's norm clipped to ``clip_norm``, a stop after ``max_bad_steps`` skipped steps in a row, a
+    checkpoint every ``checkpoint_every`` steps as well as after each epoch (0: after each epoch only),
+    on ``device`` (default: where the data live), and with ``monitor_test`` a −ELBO of the test images
+    after each epoch. Data-parallel training: ``ranks`` (``training.distributed``), and ``order(epoch)``
+    giving this process's batches (default: all images in a random order)."""
 
-    Returns one history row per epoch: the mean training loss per image, a one-sample explicit
-    −ELBO per image on ``test_x`` (paired with ``test_y``, if given; for the loss curves), γ₁, γ₂,
-    the steps skipped, the median and largest gradient norm, and the elapsed seconds.
-    ``progress`` shows a bar; ``on_epoch(row)`` is called after each epoch. With ``kl_warmup`` > 0
-    the KL terms of the training loss are scaled by β rising linearly from 0 to 1 over that many
-    epochs (recorded as ``kl_scale``); the test −ELBO is never scaled. With ``amp`` the training
-    loss runs under bfloat16 autocast (no loss scaling needed); the test −ELBO stays float32.
-    ``lr_schedule`` sets the learning rate of each step from the steps done out of ``epochs`` epochs'
-    (``training.warmup.lr_factor``).
+    epochs: int
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_schedule: str = "constant"
+    kl_warmup: int = 0
+    amp: bool = False
+    clip_norm: float | None = None
+    max_bad_steps: int = 10
+    checkpoint_every: int = 0
+    device: str | None = None
+    monitor_test: bool = False
+    ranks: object = None
+    order: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """What the loop reports to and asks of its caller: a progress ``bar`` on the terminal,
+    ``on_epoch(row)`` after each epoch, ``checkpoint(state)`` with everything needed to continue, and
+    ``should_stop()`` (Ctrl-C, SIGTERM) asked once per step."""
+
+    bar: bool = False
+    on_epoch: Callable[[dict], None] | None = None
+    checkpoint: Callable[[dict], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+def train(model, guide, data, objective: nn.Module, options: TrainingOptions, callbacks: Callbacks = Callbacks(),
+          resume: dict | None = None) -> list[dict]:
+    """Minimise ``objective`` (a module of ``training.objectives``: the −ELBO of a batch) over
+    ``objective.parameters()`` by Adam, ``options.epochs`` passes over ``data.train_values`` (fresh
+    dequantization each batch; data kept on the host come through a DataLoader).
+
+    Returns one history row per epoch: the mean training loss per image, with ``monitor_test`` a
+    one-sample explicit −ELBO per test image (for the loss curves), γ₁, γ₂, the KL scale, the steps
+    skipped, the median and largest gradient norm, and the elapsed seconds. The test −ELBO is never
+    KL-scaled, and stays float32 under ``amp``.
 
     Safeguards:
     - a step whose loss or gradient norm is not finite, or is absurd (``Progress.absurd``: orders of
@@ -72,67 +105,64 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
       touched) and counted; after ``max_bad_steps`` in a row ``NonFiniteSteps`` is raised, no
       checkpoint being written, so the last one on disk is the last good state. So is an epoch
       whose parameters give a non-finite or absurd test −ELBO (``Progress.broken``).
-      ``clip_norm`` clips the gradient's global norm.
-    - ``checkpoint(state)`` is called with everything needed to continue (optimizer, ``Progress``,
-      random-number states) before the first step, after every epoch, every ``checkpoint_every``
-      steps, and when ``should_stop()`` turns true (then ``Interrupted`` is raised).
-      ``resume=state`` continues from such a state: the same steps, on the same batches, with the
-      same random draws as the uninterrupted run.
+    - ``callbacks.checkpoint(state)`` is called with everything needed to continue (optimizer,
+      ``Progress``, random-number states) before the first step, after every epoch, every
+      ``checkpoint_every`` steps, and when ``callbacks.should_stop()`` turns true (then
+      ``Interrupted`` is raised). ``resume=state`` continues from such a state: the same steps, on
+      the same batches, with the same random draws as the uninterrupted run.
 
-    Data-parallel training: ``ranks`` (``training.distributed``) sums the epoch's loss
-    over the processes and makes them agree on skipping a step and on stopping; ``order(epoch)``
-    gives this process's batches (default: all images in a random order); the state handed to
-    ``checkpoint`` then holds every process's progress and random streams under ``"ranks"``.
+    Data-parallel training: ``options.ranks`` sums the epoch's loss over the processes and makes them
+    agree on skipping a step and on stopping; the state handed to ``checkpoint`` then holds every
+    process's progress and random streams under ``"ranks"``.
     """
-    params = list(nn.ModuleList([model, guide]).parameters())  # each once, shared ones too
-    optimizer = adam(params, lr)
-    device = device or data.train_values.device
-    ranks = ranks or SingleProcess()
-    order = order or (lambda epoch: epoch_order(data, batch_size))
+    o, ranks = options, options.ranks or SingleProcess()
+    params = list(objective.parameters())
+    optimizer = adam(params, o.lr)
+    device = o.device or data.train_values.device
+    order = o.order or (lambda epoch: epoch_order(data, o.batch_size))
+    test_x, test_y = data.test_pair() if o.monitor_test else (None, None)
     state = Progress()
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
         for group in optimizer.param_groups:
-            group["lr"] = lr  # a resumed run may change its learning rate
+            group["lr"] = o.lr  # a resumed run may change its learning rate
         own = resume["ranks"][ranks.rank] if ranks.world_size > 1 else resume
         state = Progress.from_dict(own["progress"], data.train_values.device, device)
         set_rng_state(own["rng"])
 
     def save():
         states = ranks.gather({"progress": state.to_dict(), "rng": rng_state()})
-        if checkpoint is not None:
-            checkpoint({"optimizer": optimizer.state_dict(), **states[0],
-                        **({"ranks": states} if ranks.world_size > 1 else {})})
+        if callbacks.checkpoint is not None:
+            callbacks.checkpoint({"optimizer": optimizer.state_dict(), **states[0],
+                                  **({"ranks": states} if ranks.world_size > 1 else {})})
 
     if resume is None:
         save()  # a run killed in its first epoch resumes from its start
     start, before = time.perf_counter(), state.seconds
-    bar = tqdm(range(state.epoch + 1, epochs + 1), desc="training", unit="epoch", disable=not progress,
-               leave=False, initial=state.epoch, total=epochs)
+    bar = tqdm(range(state.epoch + 1, o.epochs + 1), desc="training", unit="epoch", disable=not callbacks.bar,
+               leave=False, initial=state.epoch, total=o.epochs)
     for epoch in bar:
         if state.order is None:
             state.start_epoch(order(epoch), device)
         steps = len(state.order)  # this process's share of the epoch
         batches = epoch_batches(data, state.order[state.step:], device)
         for i, (index, x, y) in enumerate(batches, start=state.step):
-            beta = kl_scale(epoch, (i + 1) / steps, kl_warmup)
             for group in optimizer.param_groups:
-                group["lr"] = lr * lr_factor(lr_schedule, state.steps_done, epochs * steps)
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
-                loss = loss_fn(x, y, kl_scale=beta, index=index)
+                group["lr"] = o.lr * lr_factor(o.lr_schedule, state.steps_done, o.epochs * steps)
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=o.amp):
+                loss = objective(x, y, kl_scale=kl_scale(epoch, (i + 1) / steps, o.kl_warmup), index=index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss = loss.detach()
-            norm = gradient_norm(params, clip_norm)
-            good = torch.isfinite(loss) & torch.isfinite(norm) & ~state.absurd(loss / ranks.world_size / len(index),
-                                                                                   norm)
-            good, stop = ranks.agree(good, should_stop is not None and should_stop())  # one sync per step
+            norm = gradient_norm(params, o.clip_norm)
+            good = torch.isfinite(loss) & torch.isfinite(norm) & ~state.absurd(loss / len(index), norm)
+            good, stop = ranks.agree(good, callbacks.should_stop is not None and callbacks.should_stop())
             if good:
                 optimizer.step()
-                state.good_step(loss / ranks.world_size, len(index), norm)  # DistributedELBO scales by the processes
+                state.good_step(loss, len(index), norm)
             else:
                 state.bad_step()
-                if state.in_a_row >= max_bad_steps:
+                if state.in_a_row >= o.max_bad_steps:
                     raise NonFiniteSteps(f"{state.in_a_row} steps in a row had a non-finite or absurd loss or "
                                          f"gradient (epoch {epoch}, step {i + 1} of {steps})", state)
             state.step, state.steps_done = i + 1, state.steps_done + 1
@@ -140,11 +170,11 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
             if stop:
                 save()
                 raise Interrupted(f"stopped at epoch {epoch}, step {i + 1} of {steps}", state)
-            if checkpoint_every and state.steps_done % checkpoint_every == 0:
+            if o.checkpoint_every and state.steps_done % o.checkpoint_every == 0:
                 save()
         images = ranks.count(state.images)
         row = {"epoch": epoch, "train_loss": ranks.sum(state.total).item() / max(images, 1),
-               "kl_scale": kl_scale(epoch, 1.0, kl_warmup),
+               "kl_scale": kl_scale(epoch, 1.0, o.kl_warmup),
                "skipped_steps": state.skipped, **state.gradient_norms()}
         if test_x is not None and guide.amortized:  # a local guide knows only its own images
             with torch.no_grad():
@@ -157,7 +187,7 @@ def train(model, guide, data, loss_fn, epochs: int, batch_size: int, lr: float,
         state.end_epoch(epoch, row)
         save()
         bar.set_postfix(loss=f"{row['train_loss']:.2f}/img", test=f"{row.get('test_loss', float('nan')):.2f}")
-        if on_epoch is not None:
-            on_epoch(row)
+        if callbacks.on_epoch is not None:
+            callbacks.on_epoch(row)
     bar.close()
     return state.history

@@ -1,13 +1,18 @@
-"""Training objectives: each is a loss(x, y, kl_scale) → −ELBO summed over the batch, differentiable,
-with the KL terms multiplied by ``kl_scale`` (β of the KL warm-up; 1 is the ELBO itself)."""
+"""Training objectives (SPEC §7, 'Train'), each an ``nn.Module`` over the model and guide modules, the
+form Pyro documents for torch optimizers (``Trace_ELBO()(model, guide)``): its ``parameters()`` are the
+model's and the guide's, each once, and calling it on a batch, ``objective(x, y, kl_scale, index)``,
+gives the −ELBO summed over the batch, differentiable, with the KL terms multiplied by ``kl_scale``
+(β of the KL warm-up; 1 is the ELBO itself)."""
 
+import contextlib
 import warnings
 
 from pyro.infer import JitTrace_ELBO, Trace_ELBO
+from torch import nn
 
 from model.elbo import explicit_elbo
-from model.registration import registered
-from training.warmup import with_kl_scale, with_pixel_weights
+from model.registration import Registered
+from training.warmup import ScaleSites, WeightPixels
 
 OBJECTIVES = {
     "pyro": "Pyro's Trace_ELBO (Monte-Carlo log p − log q over every site)",
@@ -17,39 +22,71 @@ OBJECTIVES = {
 }
 
 
+class PyroObjective(nn.Module):
+    """Pyro's estimator of the −ELBO, ``elbo(model, guide)`` (an ``ELBOModule``), run under the training's
+    effect handlers: the KL warm-up's scale of the latent sites, and with ``nll_beta`` > 0 the β-NLL
+    weights of the pixels of x (``training.warmup``). The model observes y (``observed_y``)."""
+
+    def __init__(self, model: nn.Module, guide: nn.Module, elbo, nll_beta: float = 0.0):
+        super().__init__()
+        self.model, self.guide = model, guide
+        self.elbo = elbo(model, guide)
+        self.nll_beta = nll_beta
+
+    def forward(self, x, y=None, kl_scale: float = 1.0, index=None):
+        with contextlib.ExitStack() as handlers:
+            if kl_scale != 1.0:
+                handlers.enter_context(ScaleSites(kl_scale))
+            if self.nll_beta:
+                handlers.enter_context(WeightPixels(self.nll_beta))
+            return self.elbo(x, observed_y(self.model, self.guide, x, y), index=index)
+
+
+class CompiledObjective(nn.Module):
+    """``JitTrace_ELBO`` as a module: the same estimator, traced once per batch shape. It finds the
+    parameters in Pyro's param store (``Registered``), and has no KL scaling (compiled at β = 1)."""
+
+    def __init__(self, model: nn.Module, guide: nn.Module, elbo: JitTrace_ELBO):
+        super().__init__()
+        self.model, self.guide = model, guide
+        self.elbo = elbo(Registered(model), Registered(guide))
+
+    def forward(self, x, y=None, kl_scale: float = 1.0, index=None):
+        if kl_scale != 1.0:
+            raise ValueError("the pyro-jit objective is compiled without KL scaling: use pyro for a warm-up")
+        with warnings.catch_warnings():  # only here: torch 2.14 marks torch.jit.trace deprecated on every
+            # trace, and the estimator is tested against Trace_ELBO, so the warning repeats what is known
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace` is deprecated", category=FutureWarning)
+            return self.elbo(x, observed_y(self.model, self.guide, x, y))
+
+
+class ExplicitObjective(nn.Module):
+    """The explicit −ELBO of SPEC §4 (``model.elbo.explicit_elbo``), its KL terms scaled by ``kl_scale``."""
+
+    def __init__(self, model: nn.Module, guide: nn.Module, num_particles: int = 1, mixture_kl: str = "tight"):
+        super().__init__()
+        self.model, self.guide = model, guide
+        self.num_particles, self.mixture_kl = num_particles, mixture_kl
+
+    def forward(self, x, y=None, kl_scale: float = 1.0, index=None):
+        t = explicit_elbo(self.model, self.guide.guide, x, y, self.num_particles, self.mixture_kl, index)
+        return -(t.rec_x + t.rec_y - kl_scale * (t.kl_u + t.kl_z)).sum()
+
+
 def make_objective(name: str, model, guide, mixture_kl: str = "tight", num_particles: int = 1,
-                   nll_beta: float = 0.0):
-    """The loss function of objective ``name`` for this model and guide module; ``nll_beta`` > 0 weighs
-    the pixels of x by the β-NLL weights (``training.warmup.PixelWeighted``; the pyro objective only)."""
+                   nll_beta: float = 0.0) -> nn.Module:
+    """The objective ``name`` (``OBJECTIVES``) for these model and guide modules; ``nll_beta`` > 0 weighs
+    the pixels of x by the β-NLL weights (the pyro objective only)."""
     if nll_beta and name != "pyro":
         raise ValueError(f"the β-NLL weights are applied through Pyro's Trace_ELBO; objective {name!r} has none")
+    particles = {"num_particles": num_particles, "vectorize_particles": num_particles > 1, "max_plate_nesting": 1}
     if name == "pyro":
-        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
-        model_fn = with_pixel_weights(model.model, nll_beta)
-
-        def loss(x, y=None, kl_scale=1.0, index=None):
-            return elbo.differentiable_loss(with_kl_scale(model_fn, kl_scale), with_kl_scale(guide.guide, kl_scale),
-                                            x, observed_y(model, guide, x, y), index=index)
-    elif name == "pyro-jit":
-        elbo = JitTrace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1,
-                             ignore_jit_warnings=True)
-        model_fn, guide_fn = registered(model.model, model), registered(guide.guide, guide)  # parameters as inputs
-
-        def loss(x, y=None, kl_scale=1.0, index=None):
-            if kl_scale != 1.0:
-                raise ValueError("the pyro-jit objective is compiled without KL scaling: use pyro for a warm-up")
-            with warnings.catch_warnings():  # only here: torch 2.14 marks torch.jit.trace deprecated on every
-                # trace, and the estimator is tested against Trace_ELBO, so the warning repeats what is known
-                warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace` is deprecated", category=FutureWarning)
-                return elbo.differentiable_loss(model_fn, guide_fn, x, observed_y(model, guide, x, y))
-    elif name == "explicit":
-
-        def loss(x, y=None, kl_scale=1.0, index=None):
-            t = explicit_elbo(model, guide.guide, x, y, num_particles, mixture_kl, index)
-            return -(t.rec_x + t.rec_y - kl_scale * (t.kl_u + t.kl_z)).sum()
-    else:
-        raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
-    return loss
+        return PyroObjective(model, guide, Trace_ELBO(**particles), nll_beta)
+    if name == "pyro-jit":
+        return CompiledObjective(model, guide, JitTrace_ELBO(**particles, ignore_jit_warnings=True))
+    if name == "explicit":
+        return ExplicitObjective(model, guide, num_particles, mixture_kl)
+    raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
 
 
 def observed_y(model, guide, x, y):

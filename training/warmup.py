@@ -24,11 +24,6 @@ class ScaleSites(Messenger):
             msg["scale"] = self.scale * msg["scale"]
 
 
-def with_kl_scale(fn, scale: float):
-    """``fn`` (a model or guide) with its KL sites scaled by ``scale``; ``fn`` itself at scale 1."""
-    return fn if scale == 1.0 else ScaleSites(scale)(fn)
-
-
 def kl_scale(epoch: int, fraction: float, warmup_epochs: int) -> float:
     """β at ``fraction`` ∈ (0, 1] of epoch ``epoch`` (counted from 1): linear from 0 to 1 over
     ``warmup_epochs`` epochs, then 1."""
@@ -95,8 +90,3 @@ class WeightPixels(Messenger):
     def _process_message(self, msg):
         if msg["type"] == "sample" and msg["name"] == self.site:
             msg["fn"] = PixelWeighted(msg["fn"], self.beta)
-
-
-def with_pixel_weights(fn, beta: float):
-    """``fn`` (a model) with the β-NLL weights on the pixels of x; ``fn`` itself at β = 0."""
-    return fn if beta == 0 else WeightPixels(beta)(fn)

@@ -288,13 +288,16 @@ def check(args) -> None:
                          "download")
 
 
-def load_data(args, scale: int, crop: int | None, split: str = "auto", augment: bool = False):
-    """The data set of ``--dataset`` with at most ``--test-images`` test images; a missing or bad
-    file is a UsageError naming it."""
+def load_data(args, scale: int, crop: int | None, split: str = "auto", augment: bool = False, likelihood="gaussian",
+              normalization: dict | None = None):
+    """The data set of ``--dataset`` with at most ``--test-images`` test images, on the discrete grid for
+    the discretized ``likelihood``, normalized with a run's saved map when given; a missing or bad file
+    is a UsageError naming it."""
     from data import load_dataset
 
     try:
-        data = load_dataset(args.dataset, args.data_dir, args.download, scale, crop, split, augment)
+        data = load_dataset(args.dataset, args.data_dir, args.download, scale, crop, split, augment,
+                            discrete=likelihood == "discretized", normalization=normalization)
     except DataError as error:
         raise UsageError(str(error)) from None
     return data.test_subset(args.test_images)
@@ -376,9 +379,9 @@ def open_checkpoint(args, device):
         raise UsageError(f"--evaluate {path}: the checkpoint was trained on {trained_on}, not {args.dataset}; "
                          f"pass --dataset {trained_on}")
     config = checkpoint["config"]
-    data = load_data(args, config["scale"], config.get("crop"), config.get("split", "auto"))
+    data = load_data(args, config["scale"], config.get("crop"), config.get("split", "auto"),
+                     likelihood=config.get("likelihood", "gaussian"), normalization=config.get("normalization"))
     check_bands(args, data)
-    use_saved_normalization(data, config)
     shape = list(config["image_shape"])
     if list(data.image_shape) != shape:
         raise UsageError(f"--evaluate {path}: the checkpoint expects images of shape {shape}, "
@@ -389,14 +392,6 @@ def open_checkpoint(args, device):
     except CheckpointError as error:
         raise UsageError(f"--evaluate {path}: {error}") from None
     return checkpoint, data, (model, guide)
-
-
-def use_saved_normalization(data, config: dict) -> None:
-    """Normalize with the per-band map a run saved, not one recomputed from the files."""
-    import torch
-
-    if "normalization" in config:
-        data.low, data.span = (torch.tensor(config["normalization"][k]) for k in ("low", "span"))
 
 
 def given_flags(parser, argv) -> set:
@@ -477,7 +472,6 @@ def check_resumed_data(args, data, checkpoint: dict) -> None:
         raise UsageError(f"--resume {args.resume}: the run trained on {before[1]} images of shape {before[0]}, but "
                          f"{args.dataset} in {args.data_dir} now gives {now[1]} of shape {now[0]}: restore those "
                          "images, or start a new run")
-    use_saved_normalization(data, config)
 
 
 def default_iw_samples(image_shape) -> int:
@@ -518,7 +512,8 @@ def main(argv=None) -> int:
             default_out = args.evaluate.parent / "evaluation"
         else:
             checkpoint, trained = None, None
-            data = load_data(args, args.scale, args.crop, args.split, args.augment)
+            data = load_data(args, args.scale, args.crop, args.split, args.augment, args.likelihood,
+                             None if resume is None else resume["config"].get("normalization"))
             check_data(args, data)
             if args.epochs is None:
                 args.epochs = default_epochs(args.dataset, len(data.train_values), args.batch_size, ranks.world_size)
@@ -627,7 +622,6 @@ def train_and_evaluate(args, data, device, out: Path, resume: dict | None = None
     ranks = ranks or SingleProcess()
     writer = ranks.rank == 0
     data = place(data, device)
-    data.discrete = args.likelihood == "discretized"
     config = {**run_config(args, data, device, out), "world_size": ranks.world_size}
     pyro.set_rng_seed(args.seed)
     model, guide = build_model_and_guide(config, data.image_shape, device)
@@ -705,7 +699,6 @@ def evaluate_checkpoint(args, checkpoint: dict, data, trained, device, out: Path
                                "device": device, "out": str(out), "evaluated_checkpoint": str(args.evaluate),
                                "data_dir": str(args.data_dir), "test_images": len(data.test_values)})
     data = place(data, device)
-    data.discrete = config.get("likelihood") == "discretized"
     print(f"evaluating {args.evaluate} on the {config['dataset']} test set …", file=sys.stderr, flush=True)
     metrics = evaluate_run(model, guide, data, config)
     write_json(out / "config.json", config)

@@ -211,8 +211,7 @@ def epoch_scaling(device, factors=(1, 2, 4), repeats=3) -> dict:
     base = load_dataset("digits")
     seconds = {}
     for factor in factors:
-        data = base.to(device)
-        data.train_values = base.train_values.repeat(factor, 1, 1, 1).to(device)
+        data = base.with_options(train_values=base.train_values.repeat(factor, 1, 1, 1)).to(device)
         model, guide = models("mlp", (1, 8, 8), device)
         loss = make_objective("pyro", model, guide)
         runs, options = [], TrainingOptions(epochs=1, batch_size=DEFAULT_BATCH, device=device)

@@ -17,16 +17,20 @@ DATASETS = {
 
 
 def load_dataset(name: str, data_dir="data", download: bool = False, scale: int = 2,
-                 crop: int | None = None, split: str = "auto", augment: bool = False) -> ImageData:
+                 crop: int | None = None, split: str = "auto", augment: bool = False, discrete: bool = False,
+                 normalization: dict | None = None) -> ImageData:
     """The data set ``name``; raises ``DataError`` (one line) when its files are missing or bad.
-    ``split`` and ``augment`` concern the ``folder`` data set (``data.folder``)."""
+    ``split`` and ``augment`` concern the ``folder`` data set (``data.folder``); ``discrete`` and a saved
+    ``normalization`` are given to the data as they are built (``ImageData.with_options``)."""
     if name == "digits":
-        return load_digits()
-    if name in BENCHMARKS:
-        return load_benchmark(name, data_dir, download)
-    if name == "folder":
-        return load_folder(data_dir, scale, crop, split=split, augment=augment)
-    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+        data = load_digits()
+    elif name in BENCHMARKS:
+        data = load_benchmark(name, data_dir, download)
+    elif name == "folder":
+        data = load_folder(data_dir, scale, crop, split=split, augment=augment)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    return data.with_options(discrete=discrete, normalization=normalization)
 
 
 __all__ = ["DATASETS", "DOWNSCALE_MODES", "SPLITS", "DataError", "ImageData", "downscale", "load_dataset", "quantize",

@@ -1,13 +1,13 @@
 """The container every data set loads into."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from data.crops import crop_pairs, symmetries
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageData:
     """Images as stored (N, C, H, W), in their own units and dtype (uint8 keeps MNIST or CIFAR-10
     small), mapped to the model's [0, 1] band by band:
@@ -22,6 +22,9 @@ class ImageData:
     gives a P×P patch and its LR image the matching (P/s)×(P/s) patch: random per training batch,
     fixed per test image. With ``augment``, each training crop is also flipped and rotated by a
     random one of the 8 symmetries of the square (x and y alike).
+
+    Frozen: a variant (other images, the discrete grid, a saved normalization) is a new object
+    (``with_options``), so no caller changes what another holds.
     """
 
     name: str
@@ -42,13 +45,24 @@ class ImageData:
 
     def __post_init__(self):
         channels = self.train_values.shape[1]
-        if self.low is None:
-            self.low = torch.zeros(channels)
-        if self.span is None:
-            self.span = torch.full((channels,), float(self.levels))
-        device = self.low.device if torch.is_tensor(self.low) else self.train_values.device
-        self.low = torch.as_tensor(self.low, dtype=torch.float32, device=device)
-        self.span = torch.as_tensor(self.span, dtype=torch.float32, device=device)
+        low = torch.zeros(channels) if self.low is None else self.low
+        span = torch.full((channels,), float(self.levels)) if self.span is None else self.span
+        device = low.device if torch.is_tensor(low) else self.train_values.device
+        object.__setattr__(self, "low", torch.as_tensor(low, dtype=torch.float32, device=device))
+        object.__setattr__(self, "span", torch.as_tensor(span, dtype=torch.float32, device=device))
+
+    def with_options(self, discrete: bool | None = None, normalization: dict | None = None,
+                     **images) -> "ImageData":
+        """The same data with integer pixels mapped to their bins' centres (``discrete``, for the
+        discretized likelihood), with the per-band map of a saved ``normalization`` (``low``, ``span``:
+        a trained model's units) instead of the one computed from the files, or with other ``images``
+        (``train_values=…``)."""
+        changes = dict(images)
+        if discrete is not None:
+            changes["discrete"] = discrete
+        if normalization is not None:
+            changes.update(low=torch.tensor(normalization["low"]), span=torch.tensor(normalization["span"]))
+        return replace(self, **changes)
 
     @property
     def image_shape(self) -> tuple:
@@ -76,8 +90,7 @@ class ImageData:
         """Move every tensor to ``device`` once (small data sets live on the device); with ``train``
         False the training images stay where they are (they come through a DataLoader)."""
         stay = () if train else ("train_values", "train_lr", "train_labels")
-        moved = {k: v.to(device) if torch.is_tensor(v) and k not in stay else v for k, v in vars(self).items()}
-        return ImageData(**moved)
+        return replace(self, **{k: v.to(device) for k, v in vars(self).items() if torch.is_tensor(v) and k not in stay})
 
     def normalize(self, values: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """x = (v + noise − low)/span per band; integer pixels without noise go to their bins' centres
@@ -117,7 +130,7 @@ class ImageData:
             return self
         kept = {k: getattr(self, k)[:count] for k in ("test_values", "test_labels", "test_lr")
                 if getattr(self, k) is not None}
-        return ImageData(**{**vars(self), **kept})
+        return replace(self, **kept)
 
     def test_images(self, seed: int = 0) -> torch.Tensor:
         """The dequantized test set x, identical for a given seed."""

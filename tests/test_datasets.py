@@ -182,3 +182,19 @@ def test_device_names_that_mean_the_same_device_are_the_same():
     assert not same_device(torch.device("cpu"), torch.device("cuda:0"))
     if torch.cuda.is_available():
         assert same_device(torch.device("cuda:0"), torch.device("cuda"))
+
+
+def test_data_are_not_changed_from_outside_a_variant_is_a_new_object(digits):
+    """The discrete grid and a saved normalization are given when the data are built or asked for."""
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        digits.discrete = True
+    grid = digits.with_options(discrete=True)
+    assert not digits.discrete and grid.discrete
+    levels = grid.test_images() * digits.levels - 0.5  # bin centres (v + ½)/L
+    assert torch.equal(levels, levels.round())
+    saved = digits.with_options(normalization={"low": [1.0], "span": [34.0]})
+    assert digits.span.tolist() == [17.0] and saved.span.tolist() == [34.0]
+    assert torch.allclose(saved.to_original_units(saved.test_images()), digits.to_original_units(digits.test_images()),
+                          atol=1e-5)

@@ -116,8 +116,7 @@ def test_one_two_process_step_is_one_single_process_step_on_the_union_batch(tmp_
 
 def first_images(n: int):
     data = load_dataset("digits")
-    data.train_values = data.train_values[:n]
-    return data
+    return data.with_options(train_values=data.train_values[:n])
 
 
 def train_on_shards(rank: int, world: int, folder: str) -> None:

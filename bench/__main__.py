@@ -20,13 +20,14 @@ import pyro
 import torch
 
 from bench.plain import plain_neg_elbo
+from experiment.config import RunConfig
 from training.build import build_model_and_guide
 from training.loop import adam
 from training.objectives import make_objective
 
 CONFIG = {"guide": "amortized", "prior": "normal", "components": 10, "latent_u": 4, "latent_z": 8, "hidden": 256,
           "depth": 2, "scale": 2, "downscale": "area", "gamma_init": 0.1, "gamma_min": 1e-3, "channels": 32,
-          "blocks": 1, "feature_norm": True}
+          "blocks": 1, "feature_norm": True, "noise": "scalar"}
 SETUPS = {"mlp / digits 8×8": ("mlp", (1, 8, 8)), "conv / 28×28": ("conv", (1, 28, 28))}
 DEFAULT_BATCH = 64
 
@@ -34,7 +35,7 @@ DEFAULT_BATCH = 64
 def models(arch, shape, device):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    return build_model_and_guide({**CONFIG, "arch": arch}, shape, device)
+    return build_model_and_guide(RunConfig(**{**CONFIG, "arch": arch}), shape, device)
 
 
 def step_times(arch, shape, batch, device, repeats, steps) -> dict:

@@ -33,7 +33,7 @@ from data import load_dataset
 from evaluation.elbo import explicit_neg_elbo, mean_and_se, pyro_neg_elbo_repeats
 from evaluation.loglik import importance_weighted_log_likelihood
 from evaluation.superres import evaluate_superres
-from model.networks import default_architecture
+from experiment.config import RunConfig
 from training.build import build_model_and_guide
 from training.loop import adam
 from training.objectives import make_objective
@@ -44,16 +44,14 @@ DEFAULT_RUNS = {"mlp / digits 8×8": ("python run.py", None, None, None),
                 "conv / 28×28": ("python run.py --dataset mnist", 60_000, 20, 1000)}
 
 
-def run_defaults(image_shape) -> dict:
-    """``run.py``'s configuration for these images with every flag at its default (as ``run_config``
-    derives it), without data."""
-    from run import build_parser, default_iw_samples
-
-    args = vars(build_parser().parse_args([]))
-    arch = default_architecture(image_shape)
-    noise = "pixel" if arch == "conv" else "scalar"
-    return {**args, "arch": arch, "noise": noise, "nll_beta": 0.5 if noise == "pixel" else 0.0, "gamma_init": 0.1,
-            "levels": None, "image_shape": list(image_shape), "iw_samples": default_iw_samples(image_shape)}
+def run_defaults(image_shape):
+    """``run.py``'s configuration for these images with every flag at its default, resolved as a run
+    resolves it, without data."""
+    config = RunConfig()
+    arch = config.architecture_for(image_shape)
+    noise = config.noise_for(arch)
+    return config.but(arch=arch, noise=noise, nll_beta=0.5 if noise == "pixel" else 0.0,
+                      image_shape=list(image_shape)).with_evaluation_defaults()
 
 
 def images_for(setup: str, values: torch.Tensor) -> torch.Tensor:
@@ -77,9 +75,9 @@ def measure(setup: str, train_steps: int, test_images: int, batch: int = 64, k_s
     train, test = images_for(setup, data.train_values), images_for(setup, data.test_images())[:test_images]
     config = run_defaults(train.shape[1:])
     pyro.set_rng_seed(0)
-    model, guide = build_model_and_guide(config, train.shape[1:])
-    loss_fn = make_objective("pyro", model, guide, nll_beta=config["nll_beta"])
-    optimizer = adam(loss_fn.parameters(), config["lr"])
+    model, guide = build_model_and_guide(RunConfig(**config), train.shape[1:])
+    loss_fn = make_objective("pyro", model, guide, nll_beta=config.nll_beta)
+    optimizer = adam(loss_fn.parameters(), config.lr)
     generator = torch.Generator().manual_seed(0)
 
     def step():
@@ -95,24 +93,24 @@ def measure(setup: str, train_steps: int, test_images: int, batch: int = 64, k_s
     train_per_image = seconds / (20 * batch)
     n = len(test)
     with torch.no_grad():
-        precision = {"target_se": config["elbo_se"], "max_particles": config["eval_max_particles"]}
-        pyro_rows, pyro_s = timed(lambda: pyro_neg_elbo_repeats(model, guide, test, None, config["eval_particles"],
-                                                                config["eval_repeats"], **precision))
-        explicit, explicit_s = timed(lambda: explicit_neg_elbo(model, guide, test, None, config["eval_particles"],
-                                                               config["eval_repeats"], **precision))
+        precision = {"target_se": config.elbo_se, "max_particles": config.eval_max_particles}
+        pyro_rows, pyro_s = timed(lambda: pyro_neg_elbo_repeats(model, guide, test, None, config.eval_particles,
+                                                                config.eval_repeats, **precision))
+        explicit, explicit_s = timed(lambda: explicit_neg_elbo(model, guide, test, None, config.eval_particles,
+                                                               config.eval_repeats, **precision))
         _, iw_s = timed(lambda: importance_weighted_log_likelihood(model, guide, test,
-                                                                   num_samples=config["iw_samples"]))
+                                                                   num_samples=config.iw_samples))
         y = guide.d(test)
-        _, sr_s = timed(lambda: evaluate_superres(model, guide, test, y, config["scale"], config["sr_samples"]))
+        _, sr_s = timed(lambda: evaluate_superres(model, guide, test, y, config.scale, config.sr_samples))
     stages = {"elbo_pyro": pyro_s / n, "elbo_explicit": explicit_s / n, "iw": iw_s / n, "superres": sr_s / n}
-    shift = k_shift(model, guide, test[:k_shift_images], config["iw_samples"]) if k_shift_images else None
-    return {"image_shape": list(train.shape[1:]), "arch": config["arch"], "noise": config["noise"],
+    shift = k_shift(model, guide, test[:k_shift_images], config.iw_samples) if k_shift_images else None
+    return {"image_shape": list(train.shape[1:]), "arch": config.arch, "noise": config.noise,
             "train_steps": train_steps, "test_images": n, "train_seconds_per_image_epoch": train_per_image,
             "eval_seconds_per_test_image": stages, "eval_seconds_per_test_image_total": sum(stages.values()),
-            "elbo_particles_pyro": len(pyro_rows) * config["eval_particles"],
-            "elbo_particles_explicit": explicit["repeats"] * config["eval_particles"],
+            "elbo_particles_pyro": len(pyro_rows) * config.eval_particles,
+            "elbo_particles_explicit": explicit["repeats"] * config.eval_particles,
             "elbo_se_pyro": mean_and_se(pyro_rows)[1],
-            "elbo_se_explicit": explicit["neg_elbo"][1], "iw_samples": config["iw_samples"],
+            "elbo_se_explicit": explicit["neg_elbo"][1], "iw_samples": config.iw_samples,
             "digits_train_images": len(data.train_values), "digits_test_images": len(data.test_values),
             **({"iw_k_shift": shift} if shift else {})}
 
@@ -157,7 +155,7 @@ def main(argv=None) -> int:
         row = measure(setup, args.train_steps, args.test_images, k_shift_images=0 if setup.startswith("mlp")
                       else args.k_shift_images)
         if train_images is None:  # the digits: their own split and default epochs
-            from run import default_epochs
+            from experiment.config import default_epochs
 
             train_images, test_images = row["digits_train_images"], row["digits_test_images"]
             epochs = default_epochs("digits", train_images, 64)

@@ -15,38 +15,38 @@ from evaluation.progress import Stages, clock
 from evaluation.superres import evaluate_superres, predictive_draws, reconstruct
 
 
-def guide_for(model, guide, x, config: dict, y=None, stages=None):
+def guide_for(model, guide, x, config, y=None, stages=None):
     """The guide that evaluates the images x (paired with y, if given): the trained one, or, for a
-    local guide, a copy with parameters for x fitted by ``config["local_steps"]`` SVI steps, the
+    local guide, a copy with parameters for x fitted by ``config.local_steps`` SVI steps, the
     model frozen (SPEC §5)."""
     if guide.amortized:
         return guide
     progress = None if stages is None else stages(f"fitting the local guide to {len(x)} images",
-                                                  config["local_steps"], "steps")
-    return guide.fitted_to(model, x, config["local_steps"], y=y, progress=progress)
+                                                  config.local_steps, "steps")
+    return guide.fitted_to(model, x, config.local_steps, y=y, progress=progress)
 
 
-def evaluate_run(model, guide, data, config: dict, log_likelihood=importance_weighted_log_likelihood) -> dict:
-    """Test-set metrics of a trained model; deterministic for a given ``config["seed"]``.
+def evaluate_run(model, guide, data, config, log_likelihood=importance_weighted_log_likelihood) -> dict:
+    """Test-set metrics of a trained model; deterministic for a given ``config.seed``.
     ``log_likelihood`` gives the importance-weighted log p(x, y) per image (under torchrun, shared
     out among the processes: ``training.distributed.sharded``). Each stage shows its progress."""
-    pyro.set_rng_seed(config["seed"])
+    pyro.set_rng_seed(config.seed)
     x, y_paired = data.test_pair()
     stages = Stages()
     guide = guide_for(model, guide, x, config, y_paired, stages)
     levels = data.bin_levels
-    metrics = evaluate_elbo(model, guide, x, y_paired, levels=levels, num_particles=config["eval_particles"],
-                            repeats=config["eval_repeats"], mixture_kl=config["mixture_kl"],
-                            target_se=config.get("elbo_se"), max_particles=config.get("eval_max_particles"),
+    metrics = evaluate_elbo(model, guide, x, y_paired, levels=levels, num_particles=config.eval_particles,
+                            repeats=config.eval_repeats, mixture_kl=config.mixture_kl,
+                            target_se=config.elbo_se, max_particles=config.eval_max_particles,
                             stages=stages)
-    progress = stages(f"importance-weighted log-likelihood, K = {config['iw_samples']}", len(x))
-    metrics.update(evaluate_loglik(model, guide, x, y_paired, levels, config["iw_samples"], log_likelihood,
+    progress = stages(f"importance-weighted log-likelihood, K = {config.iw_samples}", len(x))
+    metrics.update(evaluate_loglik(model, guide, x, y_paired, levels, config.iw_samples, log_likelihood,
                                    progress))
     metrics.update(active_units(guide, x, y_paired))
     y = y_paired if y_paired is not None else guide.d(x)
-    progress = stages(f"super-resolution, {config['sr_samples']} samples per image", len(x))
-    metrics.update(evaluate_superres(model, guide, x, y, config["scale"], config["sr_samples"],
-                                     proposals=config["sr_proposals"], fit_steps=config["sr_fit_steps"],
+    progress = stages(f"super-resolution, {config.sr_samples} samples per image", len(x))
+    metrics.update(evaluate_superres(model, guide, x, y, config.scale, config.sr_samples,
+                                     proposals=config.sr_proposals, fit_steps=config.sr_fit_steps,
                                      span=data.span, progress=progress))
     stages.done()
     metrics.update(**model.gammas(), models_y=model.models_y, k_x=model.k_x, k_y=model.k_y, test_images=len(x),
@@ -74,9 +74,9 @@ def evaluate_loglik(model, guide, x, y, levels: float, num_samples: int,
 
 
 @torch.no_grad()
-def write_figures(model, guide, data, config: dict, history: list[dict], metrics: dict, out) -> list[str]:
+def write_figures(model, guide, data, config, history: list[dict], metrics: dict, out) -> list[str]:
     """The figures of SPEC §7 in ``out``, with their progress; returns their names."""
-    pyro.set_rng_seed(config["seed"])
+    pyro.set_rng_seed(config.seed)
     stages = Stages()
     x, y_paired = data.test_subset(10).test_pair()
     guide = guide_for(model, guide, x, config, y_paired, stages)
@@ -106,15 +106,15 @@ def write_figures(model, guide, data, config: dict, history: list[dict], metrics
     figures.image_rows(rows, out / "samples.png", title)
     wrote("samples.png")
 
-    samples, means = predictive_draws(model, guide, y, config["sr_samples"], config["sr_proposals"],
-                                      config["sr_fit_steps"])
+    samples, means = predictive_draws(model, guide, y, config.sr_samples, config.sr_proposals,
+                                      config.sr_fit_steps)
     sr_mean = means.mean(0)
-    rgb = config.get("rgb_bands")
+    rgb = config.rgb_bands
     stretch = figures.percentile_stretch(x, rgb, data.low, data.span) if data.name == "folder" else None
-    figures.image_rows([("y", y), ("bicubic", upsample(y, config["scale"], "bicubic")),
+    figures.image_rows([("y", y), ("bicubic", upsample(y, config.scale, "bicubic")),
                         ("SR mean", sr_mean), ("SR sample", samples[0]), ("SR sample", samples[1]),
                         ("SR std", samples.std(0)), ("true x", x), ("|SR mean − x|", (sr_mean - x).abs())],
-                       out / "superres.png", f"super-resolution from y alone: {config['sr_samples']} samples of x",
+                       out / "superres.png", f"super-resolution from y alone: {config.sr_samples} samples of x",
                        heat=("SR std", "|SR mean − x|"), rgb=rgb,
                        stretch=stretch)
     wrote("superres.png")
@@ -140,13 +140,13 @@ def precision(m: dict, repeats: str, se: str) -> str:
     return text
 
 
-def summary(metrics: dict, config: dict, seconds: float) -> str:
+def summary(metrics: dict, config, seconds: float) -> str:
     """A short table of the run's results, in words a reader can check against the SPEC."""
     m, vae = metrics, not metrics["models_y"]
     kl_name = "KL(q(z|x) ‖ p(z))" if vae else "KL_u"
     bounded = f" (≤ 0 expected: the explicit {kl_name} is an upper bound)" if "bound" in m["prior_kl_method"] else ""
     target = "−log p(x)" if vae else "−log p(x, y)"
-    if config["likelihood"] == "discretized":
+    if config.likelihood == "discretized":
         target = target.replace("p(", "P(")  # probability masses
     rows = [
         ("test −ELBO, Pyro Trace_ELBO", f"{m['pyro_neg_elbo']:.2f} ± {m['pyro_neg_elbo_se']:.2f} nats/image "
@@ -168,13 +168,13 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
         (f"bits/dim over k_x = {m['k_x']}: ELBO, IW", f"{m['bits_per_dim_kx']:.3f}, {m['iw_bits_per_dim_kx']:.3f}"),
     ]
     if vae:
-        rows += [("active units of z", f"{m['active_z']}/{config['latent_u'] + config['latent_z']}"),
+        rows += [("active units of z", f"{m['active_z']}/{config.latent_u + config.latent_z}"),
                  ("γ (x)", f"{m['gamma_x']:.4f}")]
     else:
         rows += [(f"bits/dim over k_x + k_y = {m['k_x'] + m['k_y']}: ELBO, IW",
                   f"{m['bits_per_dim_kx_ky']:.3f}, {m['iw_bits_per_dim_kx_ky']:.3f}"),
                  ("active units of u, z",
-                  f"{m['active_u']}/{config['latent_u']}, {m['active_z']}/{config['latent_z']}"),
+                  f"{m['active_u']}/{config.latent_u}, {m['active_z']}/{config.latent_z}"),
                  ("γ₁ (x), γ₂ (y)", f"{m['gamma_x']:.4f}, {m['gamma_y']:.4f}")]
     source = (f"a Gaussian fitted to p(· | y) by {m['sr_fit_steps']} SVI steps" if m["sr_fit_steps"]
               else "the guide's q(u | y)")
@@ -202,16 +202,16 @@ def summary(metrics: dict, config: dict, seconds: float) -> str:
         share = f" ({100 * spent / (spent + seconds):.0f} % of training and evaluation)" if seconds else ""
         rows.append(("evaluation of the test set", f"{clock(spent)}{share}"))
     width = max(len(name) for name, _ in rows)
-    head = (f"{'VAE' if vae else 'SRVAE'} on {config['dataset']}: guide {config['guide']}, prior {config['prior']}, "
-            f"likelihood {config['likelihood']}, objective {config['objective']}, {config['epochs']} epochs in "
-            f"{seconds:.1f} s on {config['device']}")
-    if config["likelihood"] == "discretized":
+    head = (f"{'VAE' if vae else 'SRVAE'} on {config.dataset}: guide {config.guide}, prior {config.prior}, "
+            f"likelihood {config.likelihood}, objective {config.objective}, {config.epochs} epochs in "
+            f"{seconds:.1f} s on {config.device}")
+    if config.likelihood == "discretized":
         note = (f"(discretized likelihood: −ELBO bounds {target}, a probability mass on "
                 f"{m['levels']} levels per pixel{'' if vae else ', comparable with a VAE’s −log P(x)'})")
     else:
         dims = "k_x" if vae else "k_x + k_y"
         bins = (f"bits/dim add the 1/{m['levels']:.6g} bin width of each counted dimension"
-                if config.get("normalization", {}).get("integer", True)
+                if (config.normalization or {}).get("integer", True)
                 else "continuous pixels: bits/dim of the density in normalized units, no bins")
         comparable = "" if vae else ", not comparable with a VAE"
         note = f"(−ELBO bounds {target}, a density on {dims} dims{comparable}; {bins})"

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from data import load_dataset
+from experiment.config import RunConfig
 from model.elbo import explicit_elbo
 from training.build import build_model_and_guide
 from training.loop import TrainingOptions, train
@@ -10,7 +11,7 @@ from training.objectives import make_objective
 
 CONFIG = {"guide": "amortized", "prior": "normal", "components": 10, "latent_u": 4, "latent_z": 8,
           "hidden": 64, "depth": 2, "scale": 2, "downscale": "area", "gamma_init": 0.1, "gamma_min": 1e-3,
-          "feature_norm": True}
+          "feature_norm": True, "arch": "mlp", "noise": "scalar"}
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +30,7 @@ def digits():
 
 def build(prior="normal", seed=0, **changes):
     pyro.set_rng_seed(seed)
-    return build_model_and_guide({**CONFIG, "prior": prior, **changes}, (1, 8, 8))
+    return build_model_and_guide(RunConfig(**{**CONFIG, "prior": prior, **changes}), (1, 8, 8))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pyro import poutine
 from test_elbo import z_score
 
 from data import downscale
+from experiment.config import RunConfig
 from model.conv import halvings
 from model.networks import default_architecture
 from training.build import build_model_and_guide
@@ -19,7 +20,7 @@ CONV = {**CONFIG, "arch": "conv", "channels": 8, "blocks": 1, "hidden": 32}
 
 def conv_model(shape, scale=2, seed=0, **changes):
     pyro.set_rng_seed(seed)
-    return build_model_and_guide({**CONV, "scale": scale, **changes}, shape)
+    return build_model_and_guide(RunConfig(**{**CONV, "scale": scale, **changes}), shape)
 
 
 def images(shape, n=16, seed=0):

@@ -7,6 +7,7 @@ import torch
 from conftest import CONFIG, build
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
+from experiment.config import RunConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -37,7 +38,7 @@ def test_conv_training_steps_on_cuda_from_device_data_and_from_the_host_loader(t
     host = load_dataset("folder", tmp_path)
     for data in (host.to("cuda"), host.to("cuda", train=False)):
         config = {**CONFIG, "arch": "conv", "channels": 8, "hidden": 32}
-        srvae, guide = build_model_and_guide(config, data.image_shape, "cuda")
+        srvae, guide = build_model_and_guide(RunConfig(**config), data.image_shape, "cuda")
         x, y = data.test_pair()
         options = TrainingOptions(epochs=3, batch_size=4, device="cuda", monitor_test=True)
         history = train(srvae, guide, data, make_objective("pyro", srvae, guide), options)

@@ -13,6 +13,7 @@ from datafiles import write_folder
 from torch.overrides import TorchFunctionMode
 
 from data import load_dataset
+from experiment.config import RunConfig
 from training.build import build_model_and_guide
 from training.loop import TrainingOptions, train
 from training.objectives import make_objective
@@ -34,7 +35,7 @@ class DefaultDeviceTensors(TorchFunctionMode):
 
 
 def one_epoch_on_meta_default(config, data, objective):
-    model, guide = build_model_and_guide(config, data.image_shape)
+    model, guide = build_model_and_guide(RunConfig(**config), data.image_shape)
     loss = make_objective(objective, model, guide)
     data = data.test_subset(16)
     recorder = DefaultDeviceTensors()

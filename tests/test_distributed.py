@@ -17,6 +17,7 @@ from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
 from data import load_dataset
+from experiment.config import RunConfig
 from training.build import build_model_and_guide
 from training.distributed import DataParallelObjective, ProcessGroup, shard_order, sharded
 from training.loop import Callbacks, TrainingOptions, train
@@ -73,7 +74,7 @@ def leave(ranks: ProcessGroup, started: int) -> int:
 
 def models():
     pyro.set_rng_seed(0)
-    return build_model_and_guide(CONFIG, (1, 8, 8))
+    return build_model_and_guide(RunConfig(**CONFIG), (1, 8, 8))
 
 
 def gradients(model, guide) -> list[torch.Tensor]:
@@ -228,10 +229,12 @@ def test_torchrun_trains_writes_once_and_resumes_to_the_uninterrupted_run(tmp_pa
     (["--evaluate", "x.pt"], "--evaluate runs in one process"),
 ])
 def test_what_data_parallel_training_cannot_do_is_refused(flags, expected):
-    from run import UsageError, build_parser, check_distributed
+    from experiment.checks import UsageError, check_distributed
+    from experiment.cli import parse
 
     class TwoProcesses:
         rank, world_size = 0, 2
 
+    request = parse(flags)
     with pytest.raises(UsageError, match=expected):
-        check_distributed(build_parser().parse_args(flags), TwoProcesses())
+        check_distributed(request.config, TwoProcesses(), evaluating=request.evaluate is not None)

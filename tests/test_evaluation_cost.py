@@ -10,7 +10,8 @@ import model.conditionals
 from evaluation.elbo import evaluate_elbo, repeated, repeats_needed
 from evaluation.progress import Stages, clock
 from evaluation.report import precision
-from run import IW_MIN_SAMPLES, IW_PIXEL_BUDGET, build_parser, default_iw_samples
+from experiment.cli import build_parser
+from experiment.config import IW_MIN_SAMPLES, IW_PIXEL_BUDGET, default_iw_samples
 
 DEFAULTS = build_parser().parse_args([])
 

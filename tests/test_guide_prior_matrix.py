@@ -8,6 +8,7 @@ import torch
 from conftest import CONFIG, neg_elbo_per_image
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
+from experiment.config import RunConfig
 from training.build import build_model_and_guide
 from training.loop import TrainingOptions, train
 from training.objectives import make_objective
@@ -22,7 +23,7 @@ def test_guide_with_prior(digits, guide_name, prior):
     torch.manual_seed(11)
     config = {**CONFIG, "guide": guide_name, "prior": prior, "components": 4, "refine_steps": 2,
               "refine_lr": 0.01, "train_images": len(digits.train_values)}
-    srvae, guide = build_model_and_guide(config, (1, 8, 8))
+    srvae, guide = build_model_and_guide(RunConfig(**config), (1, 8, 8))
     index = torch.arange(64)  # the first training images: every guide kind has parameters for them
     x = digits.train_batch(index)
 

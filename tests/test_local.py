@@ -7,6 +7,7 @@ from conftest import CONFIG, neg_elbo_per_image
 from pyro import poutine
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
+from experiment.config import RunConfig
 from model.elbo import explicit_elbo
 from training.build import build_model_and_guide
 from training.loop import TrainingOptions, train
@@ -16,7 +17,7 @@ from training.objectives import make_objective
 def build_local(digits, seed=0, **changes):
     torch.manual_seed(seed)
     config = {**CONFIG, "guide": "local", "train_images": len(digits.train_values), **changes}
-    return build_model_and_guide(config, (1, 8, 8))
+    return build_model_and_guide(RunConfig(**config), (1, 8, 8))
 
 
 def test_rows_are_picked_by_index(digits, x):

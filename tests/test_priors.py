@@ -11,6 +11,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 import model.srvae
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
+from experiment.config import RunConfig
 from guides import build_guide
 from model.elbo import explicit_elbo, mixture_kl_bound
 from model.networks import Architecture
@@ -91,7 +92,7 @@ def test_a_prior_line_edited_in_the_source_is_followed(x):
          edited.__dict__)
     torch.manual_seed(9)
     guide = build_guide("amortized", (1, 8, 8), arch=Architecture(hidden=64))
-    reference, _ = build_model_and_guide(CONFIG, (1, 8, 8))
+    reference, _ = build_model_and_guide(RunConfig(**CONFIG), (1, 8, 8))
     srvae = edited.SRVAE((1, 8, 8), reference.p_u, arch=Architecture(hidden=64))
     assert explicit_elbo(srvae, guide.guide, x).prior_kl_method == "Monte Carlo"
     assert abs(z_score(srvae, guide, x)) < 4
@@ -102,11 +103,11 @@ def test_checkpoint_round_trip(prior, x, tmp_path):
     from training.checkpoint import load_checkpoint, save_checkpoint
 
     config = {**CONFIG, "prior": prior, "components": 4}
-    srvae, guide = build_model_and_guide(config, (1, 8, 8))
+    srvae, guide = build_model_and_guide(RunConfig(**config), (1, 8, 8))
     save_checkpoint(tmp_path / "c.pt", srvae, guide, config)
     state = load_checkpoint(tmp_path / "c.pt")
     torch.manual_seed(10)
-    again, again_guide = build_model_and_guide(state["config"], (1, 8, 8))
+    again, again_guide = build_model_and_guide(RunConfig.from_dict(state["config"]), (1, 8, 8))
     again.load_state_dict(state["srvae"])
     again_guide.load_state_dict(state["guide"])
     with torch.no_grad():

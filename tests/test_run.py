@@ -11,6 +11,7 @@ import torch
 
 from data import load_dataset
 from evaluation.report import evaluate_run
+from experiment.config import RunConfig
 from training.build import build_model_and_guide
 from training.checkpoint import load_checkpoint
 
@@ -99,12 +100,12 @@ def test_local_guide_end_to_end_and_reevaluated(tmp_path):
 def test_checkpoint_reloads_with_weights_only_and_reproduces_the_test_elbo(finished_run):
     out, _ = finished_run
     checkpoint = load_checkpoint(out / "checkpoint.pt")  # torch.load(..., weights_only=True)
-    config = checkpoint["config"]
-    srvae, guide = build_model_and_guide(config, tuple(config["image_shape"]))
+    config = RunConfig.from_dict(checkpoint["config"])
+    srvae, guide = build_model_and_guide(config, tuple(config.image_shape))
     srvae.load_state_dict(checkpoint["srvae"])
     guide.load_state_dict(checkpoint["guide"])
     saved = json.loads((out / "metrics.json").read_text())
-    again = evaluate_run(srvae, guide, load_dataset(config["dataset"]), config)
+    again = evaluate_run(srvae, guide, load_dataset(config.dataset), config)
     for key in ("pyro_neg_elbo", "explicit_neg_elbo", "rec_x", "kl_z", "iw_neg_log_likelihood", "sr_psnr",
                 "coverage_90", "gamma_x"):
         assert again[key] == pytest.approx(saved[key], rel=1e-6, abs=1e-6), key
@@ -143,7 +144,7 @@ def test_cuda_asked_for_without_a_gpu(tmp_path):
 def test_help_explains_every_flag():
     result = run("--help")
     assert result.returncode == 0
-    from run import build_parser
+    from experiment.cli import build_parser
 
     actions = [a for a in build_parser()._actions if a.option_strings and a.dest != "help"]
     assert len(actions) >= 12

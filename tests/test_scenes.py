@@ -15,6 +15,7 @@ from data.crops import symmetries
 from data.folder import chip_starts
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
 from evaluation.uncertainty import coverage, crps, randomized_pit, sparsification, spearman
+from experiment.config import RunConfig
 from model.likelihood import gaussian_log_likelihood
 from training.build import build_model_and_guide
 from training.warmup import lr_factor
@@ -97,7 +98,7 @@ def scales_z_score(arch: str, noise: str) -> float:
     """(Pyro − explicit) −ELBO per image in standard errors, for a model whose γ₁ differs by band."""
     torch.manual_seed(5)
     config = {**CONFIG, "arch": arch, "noise": noise, "channels": 8, "hidden": 32}
-    srvae, guide = build_model_and_guide(config, (3, 16, 16))
+    srvae, guide = build_model_and_guide(RunConfig(**config), (3, 16, 16))
     with torch.no_grad():  # a scale that differs between bands (and pixels)
         srvae.p_x_given_yz.rho.copy_(torch.tensor([-3.0, -2.0, -1.0]).view(3, 1, 1))
     x = torch.rand(8, 3, 16, 16)
@@ -184,7 +185,7 @@ def test_the_conditional_prior_of_z_keeps_its_scale_above_its_floor():
     from model.conditionals import PRIOR_SCALE_MIN
 
     torch.manual_seed(0)
-    srvae, _ = build_model_and_guide({**CONFIG, "arch": "mlp"}, (1, 8, 8))
+    srvae, _ = build_model_and_guide(RunConfig(**{**CONFIG, "arch": "mlp"}), (1, 8, 8))
     head = srvae.p_z_given_yu.gaussian.net[-1]
     with torch.no_grad():
         head.weight.zero_()

@@ -7,6 +7,7 @@ from conftest import CONFIG, neg_elbo_per_image
 from pyro import poutine
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
+from experiment.config import RunConfig
 from training.build import build_model_and_guide
 from training.objectives import make_objective
 
@@ -14,7 +15,7 @@ from training.objectives import make_objective
 def build_semi(seed=0, steps=5, lr=0.01, **changes):
     torch.manual_seed(seed)
     config = {**CONFIG, "guide": "semi-amortized", "refine_steps": steps, "refine_lr": lr, **changes}
-    return build_model_and_guide(config, (1, 8, 8))
+    return build_model_and_guide(RunConfig(**config), (1, 8, 8))
 
 
 def test_refinement_raises_the_batch_elbo_over_the_encoders(x):

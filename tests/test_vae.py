@@ -11,6 +11,7 @@ from data import downscale
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
 from evaluation.loglik import importance_weighted_log_likelihood
 from evaluation.superres import fit_posterior_given_y, super_resolve
+from experiment.config import RunConfig
 from model.elbo import explicit_elbo
 from training.build import build_model_and_guide
 from training.loop import TrainingOptions, train
@@ -19,7 +20,7 @@ from training.objectives import make_objective
 
 def build_vae(seed=0, **changes):
     torch.manual_seed(seed)
-    return build_model_and_guide({**CONFIG, "model": "vae", **changes}, (1, 8, 8))
+    return build_model_and_guide(RunConfig(**{**CONFIG, "model": "vae", **changes}), (1, 8, 8))
 
 
 @pytest.fixture(scope="module")

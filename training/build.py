@@ -10,34 +10,33 @@ MODELS = {"srvae": "the super-resolution VAE, p(x|y,z) p(z|y,u) p(y|u) p(u)",
           "vae": "the plain VAE baseline p(x|z) p(z), latent size L_u + L_z"}
 
 
-def build_model_and_guide(config: dict, x_shape, device="cpu"):
-    """(model module, guide module) on ``device``, for images of shape ``x_shape``."""
-    levels = config["levels"] if config.get("likelihood") == "discretized" else None
-    arch = architecture(config)
-    shared = {"scale": config["scale"], "downscale_mode": config["downscale"], "arch": arch, "levels": levels}
-    decoders = {"arch": arch, "gamma_init": config["gamma_init"], "gamma_min": config["gamma_min"], "levels": levels}
-    if config.get("model", "srvae") == "vae":
-        latent = config["latent_u"] + config["latent_z"]  # the same latent budget as the SRVAE
-        guide = build_guide(config["guide"], x_shape, model="vae", latent=latent, **shared)
-        prior = build_prior(config["prior"], latent, config["components"],
-                            encoder=guide.prior_encoder, pseudo_shape=x_shape)
-        model = VAE(x_shape, prior, latent, config["scale"], config["downscale"], **decoders)
+def build_model_and_guide(config, x_shape, device="cpu"):
+    """(model module, guide module) on ``device``, for images of shape ``x_shape``, as the run
+    configuration ``config`` (``experiment.config.RunConfig``) describes them."""
+    levels = config.levels if config.likelihood == "discretized" else None
+    arch = architecture(config, x_shape)
+    shared = {"scale": config.scale, "downscale_mode": config.downscale, "arch": arch, "levels": levels}
+    decoders = {"arch": arch, "gamma_init": config.gamma_init, "gamma_min": config.gamma_min, "levels": levels}
+    if config.model == "vae":
+        latent = config.latent_u + config.latent_z  # the same latent budget as the SRVAE
+        guide = build_guide(config.guide, x_shape, model="vae", latent=latent, **shared)
+        prior = build_prior(config.prior, latent, config.components, encoder=guide.prior_encoder, pseudo_shape=x_shape)
+        model = VAE(x_shape, prior, latent, config.scale, config.downscale, **decoders)
     else:
-        per_datapoint = {"num_images": config["train_images"]} if config["guide"] == "local" else {}
-        if config["guide"] == "semi-amortized":
-            per_datapoint = {"refine_steps": config["refine_steps"], "refine_lr": config["refine_lr"]}
-        guide = build_guide(config["guide"], x_shape, latent_u=config["latent_u"], latent_z=config["latent_z"],
-                            **shared, **per_datapoint)
-        prior = build_prior(config["prior"], config["latent_u"], config["components"],
-                            encoder=guide.prior_encoder, pseudo_shape=lr_shape(x_shape, config["scale"]))
-        model = SRVAE(x_shape, prior, config["latent_u"], config["latent_z"], config["scale"],
-                      noise=config.get("noise", "scalar"), **decoders)
+        per_datapoint = {"num_images": config.train_images} if config.guide == "local" else {}
+        if config.guide == "semi-amortized":
+            per_datapoint = {"refine_steps": config.refine_steps, "refine_lr": config.refine_lr}
+        guide = build_guide(config.guide, x_shape, latent_u=config.latent_u, latent_z=config.latent_z, **shared,
+                            **per_datapoint)
+        prior = build_prior(config.prior, config.latent_u, config.components, encoder=guide.prior_encoder,
+                            pseudo_shape=lr_shape(x_shape, config.scale))
+        model = SRVAE(x_shape, prior, config.latent_u, config.latent_z, config.scale,
+                      noise=config.noise_for(arch.kind), **decoders)
         guide.bind(model)
     return model.to(device), guide.to(device)
 
 
-def architecture(config: dict) -> Architecture:
-    """The networks a configuration describes (runs from before ``--arch`` used MLPs, and those from
-    before ``--feature-norm`` unnormalized features)."""
-    return Architecture(config.get("arch", "mlp"), config["hidden"], config["depth"], config.get("channels", 32),
-                        config.get("blocks", 1), config.get("feature_norm", False))
+def architecture(config, x_shape) -> Architecture:
+    """The networks the configuration describes for images of ``x_shape``."""
+    return Architecture(config.architecture_for(x_shape), config.hidden, config.depth, config.channels, config.blocks,
+                        config.feature_norm)

@@ -124,6 +124,10 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
     m.add_argument("--noise", default=defaults.noise, choices=["auto", *NOISE],
                    help="the scale of p(x | y, z): " + "; ".join(f"{k} = {v}" for k, v in NOISE.items())
                         + "; auto = pixel for the SRVAE with --arch conv, else scalar [%(default)s]")
+    m.add_argument("--scale-network", action=argparse.BooleanOptionalAction, default=defaults.scale_network,
+                   help="with --noise pixel and --arch conv, compute the per-pixel scales of p(x | y, z) with a "
+                        "network of their own rather than a second head of the mean's, which then fits x as a "
+                        "deterministic CNN would; --nll-beta defaults to 1 with it, 0.5 without [on]")
     m.add_argument("--gamma-min", type=positive(float), default=defaults.gamma_min,
                    help="floor of the decoder standard deviations γ₁, γ₂ [%(default)s]")
 
@@ -166,7 +170,7 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
                    help="training only: weigh each pixel's log-density of x by σ^(2·BETA), normalized and not "
                         "differentiated (β-NLL), so that a per-pixel scale does not starve the fit of the mean "
                         "where the detail is; 0 = the ELBO itself; the reported ELBO is always the ELBO "
-                        "[0.5 with --noise pixel and --objective pyro, else 0]")
+                        "[with --noise pixel and --objective pyro: 1 with --scale-network, else 0.5; else 0]")
     t.add_argument("--kl-warmup", type=int, default=defaults.kl_warmup, metavar="EPOCHS",
                    help="scale the KL terms from 0 to 1 over this many epochs (0 = no warm-up); the reported "
                         "ELBO is always the unscaled one [%(default)s]")

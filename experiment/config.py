@@ -5,7 +5,7 @@ the values derived from the data (SPEC §7). It is what ``config.json`` and the 
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-CONFIG_VERSION = 2  # 1: the untyped dictionaries written before the version was recorded
+CONFIG_VERSION = 3  # 1: the untyped dictionaries written before the version was recorded; 2: no scale_network
 MIN_STEPS = 4000  # the default training budget's floor, in Adam steps
 IW_PIXEL_BUDGET = 64_000  # importance draws × pixel values per test image, by default
 IW_MIN_SAMPLES = 100
@@ -48,6 +48,7 @@ class RunConfig:
     channels: int = 32
     blocks: int = 1
     feature_norm: bool = True
+    scale_network: bool = True
     noise: str = "auto"
     gamma_min: float = 1e-3
     gamma_init: float = 0.1
@@ -122,8 +123,7 @@ class RunConfig:
         ``world_size`` processes, writing into ``out``."""
         arch = self.architecture_for(data.image_shape)
         noise = self.noise_for(arch)
-        nll_beta = (0.5 if noise == "pixel" and self.objective == "pyro" else 0.0) if self.nll_beta is None \
-            else self.nll_beta
+        nll_beta = self.nll_beta_for(noise) if self.nll_beta is None else self.nll_beta
         augment = self.dataset == "folder" and self.crop is not None if self.augment is None else self.augment
         epochs = self.epochs or default_epochs(self.dataset, len(data.train_values), self.batch_size, world_size)
         return replace(self, arch=arch, noise=noise, nll_beta=nll_beta, augment=augment, epochs=epochs,
@@ -143,6 +143,14 @@ class RunConfig:
         if self.noise != "auto":
             return self.noise
         return "pixel" if arch == "conv" and self.model == "srvae" else "scalar"
+
+    def nll_beta_for(self, noise: str) -> float:
+        """β of the β-NLL weights by default: with a per-pixel scale and Pyro's objective, 1 (the mean fitted
+        by the squared error) when the scales have a network of their own, 0.5 when they share the
+        mean's; else 0 (the ELBO itself)."""
+        if noise != "pixel" or self.objective != "pyro":
+            return 0.0
+        return 1.0 if self.scale_network else 0.5
 
     def with_evaluation_defaults(self) -> "RunConfig":
         """The evaluation's settings that depend on the run: K by the image size (``default_iw_samples``);
@@ -167,6 +175,8 @@ def migrate(saved: dict) -> dict:
                           f"reads version {CONFIG_VERSION}")
     if version == 1:
         saved = {**BEFORE_THESE_FLAGS, **saved}
+    if version <= 2:
+        saved = {**saved, "scale_network": False}  # the log-scales were a second head of the mean's network
     return {**saved, "version": CONFIG_VERSION}
 
 

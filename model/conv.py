@@ -121,10 +121,10 @@ class ConvXGivenYZ(nn.Module):
     with y upsampled to x's size (bicubic); residual blocks; a 3×3 convolution to x's bands (and as
     many log-scale channels when ``heads`` is 2), added to the upsampled y itself, so that the mean
     of x (``link`` identity) starts at y upsampled and the networks learn what x adds to it (x and y
-    share their bands)."""
+    share their bands). Without ``residual`` nothing is added: the output starts at 0 (log-scales)."""
 
     def __init__(self, y_shape, latent_z: int, x_shape, scale: int, channels: int = 32, blocks: int = 1,
-                 heads: int = 1):
+                 heads: int = 1, residual: bool = True):
         super().__init__()
         self.lr_maps = (channels, *y_shape[1:])
         self.scale = scale
@@ -134,6 +134,7 @@ class ConvXGivenYZ(nn.Module):
         self.high = nn.Sequential(nn.Conv2d(channels + y_shape[0], channels, 3, padding=1), *stage(channels, blocks),
                                   ELU(), nn.Conv2d(channels, heads * x_shape[0], 3, padding=1))
         zero_last(self.high)
+        self.residual = residual
 
     def forward(self, y, z):
         batch = torch.broadcast_shapes(y.shape[:-3], z.shape[:-1])
@@ -141,5 +142,19 @@ class ConvXGivenYZ(nn.Module):
         z_maps = self.from_z(z.expand(*batch, z.shape[-1])).reshape(-1, *self.lr_maps)
         h = self.low(torch.cat([z_maps, y4], dim=1))
         y_big = upsample(y4, self.scale, "bicubic")
-        out = add_to_mean(self.high(torch.cat([h, y_big], dim=1)), y_big)
+        out = self.high(torch.cat([h, y_big], dim=1))
+        out = add_to_mean(out, y_big) if self.residual else out
         return out.reshape(*batch, *out.shape[-3:])
+
+
+class MeanAndScale(nn.Module):
+    """The mean of x and its per-pixel log-scales from two networks of (y, z) of the same shape, their
+    outputs stacked as one decoder's two heads. Apart, the mean's network is the one a deterministic
+    super-resolution CNN would be, and gives none of its capacity to the scales."""
+
+    def __init__(self, mean: nn.Module, log_scale: nn.Module):
+        super().__init__()
+        self.mean, self.log_scale = mean, log_scale
+
+    def forward(self, y, z):
+        return torch.cat([self.mean(y, z), self.log_scale(y, z)], dim=-3)

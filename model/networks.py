@@ -10,7 +10,7 @@ from torch import nn
 
 from data.downscale import upsample
 from model.activation import ELU
-from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ, add_to_mean, logit
+from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ, MeanAndScale, add_to_mean, logit
 from model.scales import LATENT_SCALE_MIN, softplus_scale
 
 
@@ -74,7 +74,9 @@ class Architecture:
     ``--blocks``): ``mlp`` works on flattened images; ``conv`` uses residual convolutions
     (``model.conv``) for images, and MLPs of width ``hidden`` and ``depth`` layers for the Gaussian
     heads on top of their features, which ``feature_norm`` normalizes per image (``--feature-norm``;
-    ``model.conv.ConvFeatures``)."""
+    ``model.conv.ConvFeatures``). With ``scale_network`` the conv decoder of x computes its per-pixel
+    log-scales with a network of their own (``model.conv.MeanAndScale``), not a second head of the
+    mean's."""
 
     kind: str = "mlp"
     hidden: int = 256
@@ -82,6 +84,7 @@ class Architecture:
     channels: int = 32
     blocks: int = 1
     feature_norm: bool = True
+    scale_network: bool = True
 
     def __post_init__(self):
         if self.kind not in ARCHITECTURES:
@@ -109,6 +112,10 @@ class Architecture:
         ``heads`` is 2), residual over the logit of y upsampled."""
         if self.kind == "mlp":
             return YZMLP(y_shape, latent_z, x_shape, scale, self.hidden, self.depth, heads)
+        if heads == 2 and self.scale_network:
+            return MeanAndScale(ConvXGivenYZ(y_shape, latent_z, x_shape, scale, self.channels, self.blocks),
+                                ConvXGivenYZ(y_shape, latent_z, x_shape, scale, self.channels, self.blocks,
+                                             residual=False))
         return ConvXGivenYZ(y_shape, latent_z, x_shape, scale, self.channels, self.blocks, heads)
 
 

@@ -10,7 +10,7 @@ import torch
 from conftest import CONFIG
 from datafiles import write_image
 
-from data import DataError, downscale, load_dataset
+from data import DataError, downscale, load_dataset, upsample
 from data.crops import symmetries
 from data.folder import chip_starts
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
@@ -215,7 +215,7 @@ def test_the_cnn_baseline_starts_at_bicubic_and_learns_the_detail(tmp_path):
     assert len(losses) == 60 and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])  # bicubic's error, halved
 
 
-def test_the_beta_nll_weights_are_one_for_one_scale_and_give_the_squared_error_gradient_at_beta_one():
+def test_the_beta_nll_weights_are_one_for_one_scale_and_give_the_batch_squared_error_gradient_at_beta_one():
     import pyro.distributions as dist
 
     from training.warmup import PixelWeighted
@@ -227,5 +227,26 @@ def test_the_beta_nll_weights_are_one_for_one_scale_and_give_the_squared_error_g
     scale = torch.rand(3, 2, 4, 4) + 0.05
     weighted = PixelWeighted(dist.Normal(loc, scale).to_event(3), 1.0).log_prob(x).sum()
     (gradient,) = torch.autograd.grad(weighted, loc)
-    per_image = scale.pow(2).flatten(1).mean(1)[:, None, None, None]
-    torch.testing.assert_close(gradient, (x - loc.detach()) / per_image)  # (x − x̂)·σ²/σ², up to each image's mean σ²
+    # (x − x̂)·σ²/σ² over the batch's mean σ²: the squared error's gradient, the same factor for every pixel
+    torch.testing.assert_close(gradient, (x - loc.detach()) / scale.pow(2).mean())
+
+
+def test_a_scale_network_of_its_own_leaves_the_mean_to_its_network():
+    """With the scales apart, the decoder of x starts at (bicubic y, log-scale 0), and what the scale
+    network does cannot move the mean."""
+    from model.conv import MeanAndScale
+    from model.networks import Architecture
+
+    torch.manual_seed(0)
+    decoder = Architecture("conv", hidden=16, channels=8).x_decoder((2, 8, 8), 4, (2, 16, 16), 2, heads=2)
+    assert isinstance(decoder, MeanAndScale)
+    y, z = torch.rand(3, 2, 8, 8), torch.randn(3, 4)
+    out = decoder(y, z)
+    torch.testing.assert_close(out[:, :2], upsample(y, 2))
+    assert out[:, 2:].abs().max().item() == 0.0
+    with torch.no_grad():
+        for p in decoder.log_scale.parameters():
+            p.add_(0.1)
+    moved = decoder(y, z)
+    torch.testing.assert_close(moved[:, :2], out[:, :2])
+    assert (moved[:, 2:] - out[:, 2:]).abs().max().item() > 0.01

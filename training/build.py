@@ -39,4 +39,4 @@ def build_model_and_guide(config, x_shape, device="cpu"):
 def architecture(config, x_shape) -> Architecture:
     """The networks the configuration describes for images of ``x_shape``."""
     return Architecture(config.architecture_for(x_shape), config.hidden, config.depth, config.channels, config.blocks,
-                        config.feature_norm)
+                        config.feature_norm, config.scale_network)

@@ -50,11 +50,12 @@ def lr_factor(schedule: str, done: int, total: int) -> float:
 
 class PixelWeighted(TorchDistribution):
     """A decoder of x, ``fn`` (image event dims, a Normal or discretized base with a per-pixel
-    ``scale``), whose log-density weighs pixel i by wᵢ = σᵢ^{2β} / mean_j σⱼ^{2β}, not differentiated:
-    the β-NLL of Seitzer et al. (2022). The weights average 1 per image, so the term keeps its size
-    against the KLs. Its gradient in the mean, wᵢ·(xᵢ − x̂ᵢ)/σᵢ², is the squared error's at β = 1,
-    where the ELBO's (β = 0) gives up on the pixels it calls uncertain; the σ that maximizes it is
-    the ELBO's. A training surrogate, like the KL warm-up: what is reported is the ELBO itself."""
+    ``scale``), whose log-density weighs pixel i by wᵢ = σᵢ^{2β} / mean_j σⱼ^{2β}, not differentiated,
+    the mean over every pixel of the batch: the β-NLL of Seitzer et al. (2022). The weights average 1,
+    so the term keeps its size against the KLs. Its gradient in the mean, wᵢ·(xᵢ − x̂ᵢ)/σᵢ², is at
+    β = 1 the squared error's over the whole batch, (xᵢ − x̂ᵢ)/mean σ², where the ELBO's (β = 0) gives
+    up on the pixels it calls uncertain; the σ that maximizes it is the ELBO's. A training surrogate,
+    like the KL warm-up: what is reported is the ELBO itself."""
 
     arg_constraints: ClassVar[dict] = {}
 
@@ -76,7 +77,7 @@ class PixelWeighted(TorchDistribution):
         base = self.fn.base_dist
         per_pixel = base.log_prob(value)
         weights = base.scale.detach().pow(2 * self.beta).expand_as(per_pixel)
-        weights = weights / weights.flatten(-3).mean(-1)[..., None, None, None]
+        weights = weights / weights.mean()
         return (weights * per_pixel).flatten(-3).sum(-1)
 
 

@@ -5,6 +5,8 @@ the values derived from the data (SPEC §7). It is what ``config.json`` and the 
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+from model.networks import Architecture
+
 CONFIG_VERSION = 3  # 1: the untyped dictionaries written before the version was recorded; 2: no scale_network
 MIN_STEPS = 4000  # the default training budget's floor, in Adam steps
 IW_PIXEL_BUDGET = 64_000  # importance draws × pixel values per test image, by default
@@ -43,12 +45,12 @@ class RunConfig:
     latent_u: int = 4
     latent_z: int = 8
     arch: str = "auto"
-    hidden: int = 256
-    depth: int = 2
-    channels: int = 32
-    blocks: int = 1
-    feature_norm: bool = True
-    scale_network: bool = True
+    hidden: int = Architecture.hidden  # the networks' sizes: their own defaults
+    depth: int = Architecture.depth
+    channels: int = Architecture.channels
+    blocks: int = Architecture.blocks
+    feature_norm: bool = Architecture.feature_norm
+    scale_network: bool = Architecture.scale_network
     noise: str = "auto"
     gamma_min: float = 1e-3
     gamma_init: float = 0.1

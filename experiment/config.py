@@ -126,13 +126,17 @@ class RunConfig:
         arch = self.architecture_for(data.image_shape)
         noise = self.noise_for(arch)
         nll_beta = self.nll_beta_for(noise) if self.nll_beta is None else self.nll_beta
-        augment = self.dataset == "folder" and self.crop is not None if self.augment is None else self.augment
+        augment = self.augmentation()
         epochs = self.epochs or default_epochs(self.dataset, len(data.train_values), self.batch_size, world_size)
         return replace(self, arch=arch, noise=noise, nll_beta=nll_beta, augment=augment, epochs=epochs,
                        device=device, out=str(out), world_size=world_size, image_shape=list(data.image_shape),
                        levels=data.levels, normalization=data.normalization, paired=data.paired,
                        train_images=len(data.train_values), test_images=len(data.test_values),
                        **(provenance or {})).with_evaluation_defaults()
+
+    def augmentation(self) -> bool:
+        """``augment``, by default on for crops of folder data (flips and rotations of satellite crops)."""
+        return self.dataset == "folder" and self.crop is not None if self.augment is None else self.augment
 
     def architecture_for(self, image_shape) -> str:
         """``arch``, or for "auto" conv for images of 28×28 and larger, mlp below."""

@@ -10,6 +10,7 @@ from experiment.cli import Request
 from experiment.outputs import progress_lines, write_and_summarise
 from experiment.processes import run_mode
 from experiment.saved import check_resumed_data, launch, open_resume
+from training.provenance import provenance
 
 
 def train(request: Request) -> int:
@@ -26,11 +27,10 @@ def train(request: Request) -> int:
         checks.check(config)
         checks.check_distributed(config, ranks)
         device = checks.resolve_device(config.device) if ranks.world_size == 1 else str(ranks.device)
-        data = checks.load_data(config.but(augment=config.dataset == "folder" and config.crop is not None
-                                    if config.augment is None else config.augment),
-                         normalization=None if resume is None else resume["config"].get("normalization"))
+        data = checks.load_data(config.but(augment=config.augmentation()),
+                                normalization=None if resume is None else resume["config"].get("normalization"))
         out = Path(config.out or Path("runs") / f"{config.dataset}-{config.model}-{config.guide}-{config.prior}")
-        config = config.resolved(data, device, out, ranks.world_size, provenance_of())
+        config = config.resolved(data, device, out, ranks.world_size, provenance())
         checks.check_data(config, data)
         if resume is not None:
             check_resumed_data(config, data, type(config).from_dict(resume["config"]))
@@ -42,12 +42,6 @@ def train(request: Request) -> int:
                     lambda prepared: "" if prepared is None else
                     f"; the trained model is in {prepared[0].out}/checkpoint.pt: python run.py --resume "
                     f"{prepared[0].out} evaluates it")
-
-
-def provenance_of() -> dict:
-    from training.provenance import provenance
-
-    return provenance()
 
 
 def train_and_evaluate(config, data, resume: dict | None, ranks) -> int:

@@ -56,13 +56,14 @@ def open_resume(config: RunConfig, folder: Path, given: frozenset) -> tuple[dict
     return checkpoint, resumed
 
 
-def check_resumed_data(config: RunConfig, data, saved: RunConfig) -> None:
-    """The data of a resumed run are the ones it trained on: same image shape and number of images."""
+def check_resumed_data(saved: RunConfig, data) -> None:
+    """The data of a resumed run (its configuration ``saved``, as ``open_resume`` gives it) are the ones it
+    trained on: same image shape and number of images."""
     before = [list(saved.image_shape), saved.train_images]
     now = [list(data.image_shape), len(data.train_values)]
     if now != before:
-        raise UsageError(f"--resume {config.out}: the run trained on {before[1]} images of shape {before[0]}, but "
-                         f"{config.dataset} in {config.data_dir} now gives {now[1]} of shape {now[0]}: restore "
+        raise UsageError(f"--resume {saved.out}: the run trained on {before[1]} images of shape {before[0]}, but "
+                         f"{saved.dataset} in {saved.data_dir} now gives {now[1]} of shape {now[0]}: restore "
                          "those images, or start a new run")
 
 

@@ -107,3 +107,28 @@ def sparsification(metrics: dict, path) -> None:
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def scene_quicklook(panels: list[tuple[str, torch.Tensor]], path, title: str = "", heat: tuple[str, ...] = (),
+                    rgb=None, stretch=None) -> None:
+    """Rows of panels (label, image (C, H, W)) side by side, each row one view (the whole scene, a
+    detail at full resolution): the panels named in ``heat`` as a heat map 0…max, the others in the
+    bands ``rgb`` with the contrast ``stretch``; sized from the images' aspect."""
+    rows = [panels[i:i + 3] for i in range(0, len(panels), 3)]
+    fig = Figure(figsize=(12, 4.2 * len(rows) + 0.3))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for r, row in enumerate(rows):
+        for c, (label, image) in enumerate(row):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if label in heat:
+                shown = ax.imshow(to_display(image), cmap="magma", vmin=0, interpolation="nearest")
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+            else:
+                ax.imshow(to_display(image, rgb, stretch), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(label, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

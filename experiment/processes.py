@@ -18,10 +18,10 @@ def open_ranks(device: str):
     return ProcessGroup("cuda" if on_gpu else "cpu")
 
 
-def run_mode(device: str, prepare, work, interrupted_hint=lambda prepared: "") -> int:
+def run_mode(device: str, prepare, work, interrupted_hint=lambda prepared: "", prog: str = "run.py") -> int:
     """``prepare(ranks)`` (the checks and loading, raising ``UsageError``), then ``work(ranks, prepared)``.
     Every process stops if any must, with one line saying why (status 2); Ctrl-C outside training
-    (which stops on its own) ends with status 130 and ``interrupted_hint``."""
+    (which stops on its own) ends with status 130 and ``interrupted_hint``; ``prog`` names the command."""
     ranks = open_ranks(device)
     prepared, failure = None, None
     try:
@@ -31,9 +31,9 @@ def run_mode(device: str, prepare, work, interrupted_hint=lambda prepared: "") -
     failures = ranks.gather(failure)
     if any(failures):
         if ranks.rank == 0 and failure:
-            print(f"run.py: error: {failure}", file=sys.stderr)
+            print(f"{prog}: error: {failure}", file=sys.stderr)
         elif failure and not failures[0]:  # a refusal that process 0 did not share
-            print(f"run.py: error (process {ranks.rank}): {failure}", file=sys.stderr)
+            print(f"{prog}: error (process {ranks.rank}): {failure}", file=sys.stderr)
         ranks.close()
         return 2
 
@@ -44,10 +44,10 @@ def run_mode(device: str, prepare, work, interrupted_hint=lambda prepared: "") -
         status = work(ranks, prepared)
     except UsageError as error:  # found once the modules are built (by every process), before any write
         if ranks.rank == 0:
-            print(f"run.py: error: {error}", file=sys.stderr)
+            print(f"{prog}: error: {error}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt:
-        print(f"\nrun.py: interrupted{interrupted_hint(prepared)}", file=sys.stderr)
+        print(f"\n{prog}: interrupted{interrupted_hint(prepared)}", file=sys.stderr)
         ranks.close(wait=False)
         return 130
     except BaseException:

@@ -72,15 +72,7 @@ def open_checkpoint(config: RunConfig, path: Path, device: str):
     command line's evaluation settings), the data set to evaluate it on, and the model and guide it
     holds: every check made before anything is written. The data are normalized with the map saved
     in the checkpoint (not one recomputed from the files), so outputs map back to the trained units."""
-    from training.build import build_model_and_guide
-    from training.checkpoint import CheckpointError, load_states, read_checkpoint
-
-    try:
-        checkpoint = read_checkpoint(path, map_location=device)
-    except CheckpointError as error:
-        hint = "; give the checkpoint.pt of a finished run" if not path.is_file() else ""
-        raise UsageError(f"--evaluate {path}: {error}{hint}") from None
-    saved = saved_config(checkpoint, "--evaluate", path)
+    checkpoint, saved = open_saved(path, device, "--evaluate")
     if config.dataset != saved.dataset:
         raise UsageError(f"--evaluate {path}: the checkpoint was trained on {saved.dataset}, not {config.dataset}; "
                          f"pass --dataset {saved.dataset}")
@@ -90,12 +82,34 @@ def open_checkpoint(config: RunConfig, path: Path, device: str):
     if list(data.image_shape) != list(saved.image_shape):
         raise UsageError(f"--evaluate {path}: the checkpoint expects images of shape {list(saved.image_shape)}, "
                          f"{config.dataset} has {list(data.image_shape)}")
-    model, guide = build_model_and_guide(saved, data.image_shape, device)
-    try:
-        load_states(checkpoint, model, guide)
-    except CheckpointError as error:
-        raise UsageError(f"--evaluate {path}: {error}") from None
+    model, guide = trained_modules(checkpoint, saved, device, "--evaluate", path)
     evaluation = {key: getattr(config, key) for key in EVALUATION_KEYS}
     evaluated = saved.but(**evaluation, device=device, data_dir=config.data_dir, test_images=len(data.test_values),
                           evaluated_checkpoint=str(path)).with_evaluation_defaults()
     return checkpoint, evaluated, data, (model, guide)
+
+
+def open_saved(path: Path, device: str, flag: str) -> tuple[dict, RunConfig]:
+    """The checkpoint at ``path`` (on ``device``) and the configuration of the run that wrote it;
+    ``UsageError`` (naming ``flag``) for a missing, unreadable or foreign one."""
+    from training.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        checkpoint = read_checkpoint(path, map_location=device)
+    except CheckpointError as error:
+        hint = "; give the checkpoint.pt of a finished run" if not path.is_file() else ""
+        raise UsageError(f"{flag} {path}: {error}{hint}") from None
+    return checkpoint, saved_config(checkpoint, flag, path)
+
+
+def trained_modules(checkpoint: dict, saved: RunConfig, device: str, flag: str, path: Path):
+    """The model and guide of a run's configuration ``saved``, holding the checkpoint's parameters."""
+    from training.build import build_model_and_guide
+    from training.checkpoint import CheckpointError, load_states
+
+    model, guide = build_model_and_guide(saved, saved.image_shape, device)
+    try:
+        load_states(checkpoint, model, guide)
+    except CheckpointError as error:
+        raise UsageError(f"{flag} {path}: {error}") from None
+    return model, guide

@@ -9,7 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BELOW = {"data": set(), "model": {"data"}, "guides": {"data", "model"},
          "training": {"data", "model", "guides"}, "evaluation": {"data", "model", "guides", "training"}}
-PROJECT = {"data", "model", "guides", "training", "evaluation", "experiment", "baselines", "bench", "run"}
+PROJECT = {"data", "model", "guides", "training", "evaluation", "experiment", "baselines", "bench", "run",
+           "superresolve"}
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -29,10 +30,11 @@ def test_each_layer_imports_only_the_layers_below_it(package):
         assert imported_packages(path) <= BELOW[package] | {package}, path.name
 
 
-def test_run_py_only_parses_and_dispatches():
-    source = (ROOT / "run.py").read_text()
+@pytest.mark.parametrize("command", ["run.py", "superresolve.py"])
+def test_the_commands_only_parse_and_dispatch(command):
+    source = (ROOT / command).read_text()
     assert len(source.splitlines()) < 80
-    assert imported_packages(ROOT / "run.py") == {"experiment"}
+    assert imported_packages(ROOT / command) == {"experiment"}
 
 
 def test_models_and_guides_are_asked_through_what_they_declare_not_probed():

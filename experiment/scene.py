@@ -1,0 +1,315 @@
+"""The scene mode: a trained model applied to an LR image of any size (``superresolve.py``).
+
+The checkpoint fixes the model, its tile size, the band count and the map from the data's units to
+the model's (x = (v + ½ − low)/span for integer data, (v − low)/span else); the outputs map back. Every
+check is made before anything is written; the outputs appear whole or not at all.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.errors import DataError
+from experiment.checks import UsageError, prepare_out, resolve_device
+from experiment.cli import DEVICES, OneLineParser, positive, rgb_bands
+from experiment.processes import run_mode
+from experiment.saved import open_saved, trained_modules
+
+MAPS = {"mean": "SR mean", "std": "SR std", "q05": "SR 5 % quantile", "q95": "SR 95 % quantile"}
+QUICKLOOK = "quicklook.png"
+SUMMARY = "superres.json"
+NATURAL_COLOURS = ({"B04": 0, "B03": 1, "B02": 2}, {"RED": 0, "GREEN": 1, "BLUE": 2})
+DISPLAY_PIXELS = 900  # the longest side of the quicklook's whole-scene view
+DETAIL_PIXELS = 160  # the side of its full-resolution detail
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="superresolve.py", description=description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path,
+                        help="a trained run's checkpoint.pt (or its folder): it fixes the model, the scale, the "
+                             "band count and the units")
+    parser.add_argument("image", type=Path,
+                        help="the LR image to super-resolve, any size of at least one tile: a GeoTIFF (.tif), "
+                             ".npy (bands × H × W, or H × W), .png, in the units the model was trained on")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the output folder [IMAGE's folder/IMAGE's name-sr]")
+    parser.add_argument("--samples", type=positive(int), default=100,
+                        help="draws of x per tile, for the std and the quantiles (at least 2) [%(default)s]")
+    parser.add_argument("--keep-samples", type=int, default=0, metavar="N",
+                        help="also write N of the draws as whole-scene samples [%(default)s]")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help="LR pixels shared by neighbouring tiles, blended by a smooth window [a quarter of a "
+                             "tile's side]")
+    parser.add_argument("--memory-mb", type=positive(int), default=1024,
+                        help="memory for one batch of tiles through the networks: it sets the tiles per batch, and "
+                             "splits a tile's draws when they do not fit [%(default)s]")
+    parser.add_argument("--nodata", type=float, default=None,
+                        help="the value of missing pixels, for an input that does not state its own (a GeoTIFF's "
+                             "nodata is read from it); NaN is always missing; missing in gives NaN out")
+    parser.add_argument("--rgb-bands", type=rgb_bands, default=None, metavar="R,G,B",
+                        help="the bands the quicklook shows as red, green, blue [from the GeoTIFF's band names "
+                             "(B04,B03,B02 or red,green,blue); else 2,1,0 for 4+ bands in wavelength order, "
+                             "0,1,2 for 3]")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="[%(default)s: CUDA when present]")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same outputs [%(default)s]")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist in --out")
+    return parser
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything the work needs, checked: the trained modules and their configuration, the image, where
+    the outputs go and how the tiles are cut."""
+
+    args: argparse.Namespace
+    saved: object
+    modules: tuple
+    raster: object
+    out: Path
+    files: dict
+    tile: tuple
+    overlap: int
+    device: str
+
+
+def superresolve(argv=None, description: str = "") -> int:
+    args = build_parser(description).parse_args(argv)
+    return run_mode(args.device, lambda ranks: prepare(args), lambda ranks, scene: work(scene),
+                    prog="superresolve.py")
+
+
+def prepare(args) -> Scene:
+    """Every check, before anything is written (``UsageError``)."""
+    from data.rasters import read_raster
+
+    if args.samples < 2:
+        raise UsageError(f"--samples {args.samples}: the std and the quantiles need at least 2 draws per tile")
+    if not 0 <= args.keep_samples <= args.samples:
+        raise UsageError(f"--keep-samples {args.keep_samples}: must be between 0 and --samples ({args.samples})")
+    device = resolve_device(args.device)
+    path = args.checkpoint / "checkpoint.pt" if args.checkpoint.is_dir() else args.checkpoint
+    checkpoint, saved = open_saved(path, device, "checkpoint")
+    if saved.model != "srvae":
+        raise UsageError(f"checkpoint {path}: a {saved.model} model has no p(x | y); train the SRVAE (--model srvae)")
+    try:
+        raster = read_raster(args.image, args.nodata)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+    bands, height, width = raster.values.shape
+    tile = (saved.image_shape[1] // saved.scale, saved.image_shape[2] // saved.scale)
+    if bands != saved.image_shape[0]:
+        raise UsageError(f"{args.image}: {bands} band(s), but the model of {path} was trained on "
+                         f"{saved.image_shape[0]}: give an image with the same bands, in the same order")
+    if height < tile[0] or width < tile[1]:
+        raise UsageError(f"{args.image}: {height}×{width} pixels is smaller than one tile of the model "
+                         f"({tile[0]}×{tile[1]} LR pixels): give a larger image")
+    if not raster.valid.any():
+        raise UsageError(f"{args.image}: every pixel is missing (NaN or nodata): nothing to super-resolve")
+    overlap = min(tile) // 4 if args.overlap is None else args.overlap
+    if not 0 <= overlap < min(tile):
+        raise UsageError(f"--overlap {overlap}: must be between 0 and {min(tile) - 1} (a tile is {tile[0]}×"
+                         f"{tile[1]} LR pixels)")
+    if args.rgb_bands is not None and max(args.rgb_bands) >= bands:
+        raise UsageError(f"--rgb-bands {','.join(map(str, args.rgb_bands))}: the image has {bands} band(s), "
+                         f"counted from 0 to {bands - 1}")
+    out = args.out or args.image.parent / f"{args.image.stem}-sr"
+    suffix = ".tif" if raster.georeferenced else ".npy"
+    files = {name: out / f"{name}{suffix}" for name in MAPS}
+    if args.keep_samples:
+        files["samples"] = out / f"samples{suffix}"
+    files.update(quicklook=out / QUICKLOOK, summary=out / SUMMARY)
+    existing = [path.name for path in files.values() if path.exists()]
+    if existing and not args.overwrite:
+        raise UsageError(f"--out {out}: holds {', '.join(existing)} already; pass --overwrite to replace them, or "
+                         "choose another --out")
+    model, guide = trained_modules(checkpoint, saved, device, "checkpoint", path)
+    prepare_out(out)
+    return Scene(args, saved, (model, guide), raster, out, files, tile, overlap, device)
+
+
+def natural_colours(args, raster, saved) -> list[int] | None:
+    """The quicklook's red, green and blue bands (``--rgb-bands``'s help)."""
+    if args.rgb_bands is not None:
+        return args.rgb_bands
+    names = [(text or "").upper() for text in raster.descriptions]
+    for colours in NATURAL_COLOURS:
+        if set(colours) <= set(names):
+            return [names.index(band) for band in sorted(colours, key=colours.get)]
+    if saved.rgb_bands is not None:
+        return saved.rgb_bands
+    bands = raster.values.shape[0]
+    return [2, 1, 0] if bands >= 4 else [0, 1, 2] if bands == 3 else None
+
+
+def work(scene: Scene) -> int:
+    """Super-resolve the scene, write the maps, the quicklook and the summary; returns the exit status."""
+    import numpy as np
+    import pyro
+    import torch
+
+    from evaluation.progress import Stages, clock
+    from evaluation.superres import predictive_draws
+    from evaluation.tiles import fill_missing, super_resolve_scene
+
+    args, saved, raster = scene.args, scene.saved, scene.raster
+    model, guide = scene.modules
+    pyro.set_rng_seed(args.seed)
+    units = Units(saved.normalization, scene.device)
+    y = units.to_model(torch.as_tensor(raster.values.astype(np.float32), device=scene.device))
+    valid = torch.as_tensor(raster.valid, device=scene.device)
+    proposals, fit_steps = saved.sr_proposals or 0, saved.sr_fit_steps or 0
+
+    def draw(tiles, k):
+        return predictive_draws(model, guide, tiles, k, proposals, fit_steps)
+
+    start, stages = time.perf_counter(), Stages()
+    work_folder = scene.out / f".partial-{os.getpid()}"
+    work_folder.mkdir()
+    writers = []
+    try:
+        blend = super_resolve_scene(draw, y, valid, saved.scale, scene.tile, scene.overlap, args.samples,
+                                    args.keep_samples, saved.channels, args.memory_mb * 2**20, work_folder,
+                                    stages("super-resolving", unit="tiles"))
+        stages("writing the maps", blend.shape[1], unit="rows")
+        writers, views = write_maps(scene, blend, units, fill_missing(y, valid), valid, stages.current)
+        stages.close()
+        rgb = natural_colours(args, raster, saved)
+        write_quicklook(scene.files["quicklook"], views, units, rgb, saved.scale)
+        seconds = time.perf_counter() - start
+        summary = scene_summary(scene, blend, seconds, rgb)
+        write_text(scene.files["summary"], json.dumps(summary, indent=1))
+        for writer in writers:
+            writer.commit()
+    except BaseException:
+        for writer in writers:
+            writer.discard()
+        for name in ("quicklook", "summary"):
+            partial(scene.files[name]).unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(work_folder, ignore_errors=True)
+    for name in ("quicklook", "summary"):
+        os.replace(partial(scene.files[name]), scene.files[name])
+    print(f"super-resolved {args.image} ({summary['input_shape'][1]}×{summary['input_shape'][2]}, "
+          f"{summary['input_shape'][0]} bands) ×{saved.scale} → {summary['output_shape'][1]}×"
+          f"{summary['output_shape'][2]} in {clock(seconds)} ({summary['output_megapixels_per_second']:.3g} "
+          f"megapixels of output per second, {summary['tiles']} tiles, {args.samples} draws each, on "
+          f"{scene.device})")
+    if summary["missing_input_pixels"]:
+        print(f"{summary['missing_input_pixels']} input pixels were missing: their outputs are NaN")
+    print(f"outputs in {scene.out}/: {' '.join(path.name for path in scene.files.values())}")
+    return 0
+
+
+class Units:
+    """The checkpoint's map between the data's units v and the model's x, band by band."""
+
+    def __init__(self, normalization: dict, device):
+        import torch
+
+        self.low = torch.tensor(normalization["low"], dtype=torch.float32, device=device)[:, None, None]
+        self.span = torch.tensor(normalization["span"], dtype=torch.float32, device=device)[:, None, None]
+        self.offset = 0.5 if normalization.get("integer", False) else 0.0  # the mean of the dequantization noise
+
+    def to_model(self, values):
+        return (values + self.offset - self.low) / self.span
+
+    def to_data(self, x, spread: bool = False):
+        """x (…, C, H, W) in the data's units; ``spread``: a std, scaled only."""
+        span, low = self.span.cpu().numpy(), self.low.cpu().numpy()
+        return x * span if spread else x * span + low - self.offset
+
+
+def partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial{path.suffix}")
+
+
+def write_text(path: Path, text: str) -> None:
+    partial(path).write_text(text + "\n")
+
+
+def write_maps(scene: Scene, blend, units: Units, y, valid, progress):
+    """The maps in strips of rows, in the data's units, NaN above missing input pixels (``valid``); returns
+    the writers (not yet committed) and the quicklook's views (whole scene decimated, and a detail), their
+    bicubic panel upsampled from ``y`` (normalized, missing pixels filled)."""
+    import numpy as np
+    import torch
+
+    from data.downscale import upsample
+    from data.rasters import MapWriter
+
+    s, (bands, height, width), keep = scene.saved.scale, blend.shape, scene.args.keep_samples
+    names = [(text or f"band {i}") for i, text in
+             enumerate(scene.raster.descriptions or [None] * bands)]
+    writers = {name: MapWriter(scene.files[name], (bands, height, width), scene.raster, s,
+                               [f"{label}: {band}" for band in names]) for name, label in MAPS.items()}
+    if keep:
+        writers["samples"] = MapWriter(scene.files["samples"], (keep, bands, height, width), scene.raster, s,
+                                       [f"draw {k}: {band}" for k in range(keep) for band in names])
+    step = max(1, math.ceil(max(height, width) / DISPLAY_PIXELS))
+    side = min(DETAIL_PIXELS, height, width)
+    top, left = (height - side) // 2 // s * s, (width - side) // 2 // s * s
+    views = {f"{kind}_{name}": [] for kind in ("scene", "detail") for name in ("bicubic", "mean", "std")}
+    rows = max(s, (2**24 // (width * bands * (6 + keep))) // s * s)  # about 64 MiB of float32 per strip
+    try:
+        lr_valid = valid.cpu().numpy()
+        for start in range(0, height, rows):
+            stop = min(height, start + rows)
+            maps = blend.strip(start, stop)
+            hr_valid = lr_valid[start // s:stop // s].repeat(s, 0).repeat(s, 1)
+            lr_top, lr_bottom = max(0, start // s - 2), min(y.shape[1], stop // s + 2)
+            bicubic = upsample(y[None, :, lr_top:lr_bottom], s, "bicubic")[0, :, start - s * lr_top:stop - s * lr_top]
+            bicubic = bicubic.cpu().numpy()
+            shown = {name: np.where(hr_valid, image, np.nan)
+                     for name, image in (("bicubic", bicubic), ("mean", maps["mean"]), ("std", maps["std"]))}
+            first = (-start) % step
+            for name, image in shown.items():
+                views[f"scene_{name}"].append(image[:, first::step, ::step])
+                if stop > top and start < top + side:
+                    views[f"detail_{name}"].append(image[:, max(top, start) - start:min(top + side, stop) - start,
+                                                         left:left + side])
+            for name, writer in writers.items():
+                values = units.to_data(maps[name], spread=name == "std")
+                writer.write(np.where(hr_valid, values, np.nan).astype(np.float32), start)
+            progress(stop)
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()
+        raise
+    views = {name: torch.as_tensor(np.concatenate(parts, axis=1)) for name, parts in views.items()}
+    return list(writers.values()), views
+
+
+def write_quicklook(path: Path, views: dict, units: Units, rgb, scale: int) -> None:
+    """Bicubic, SR mean and SR std of the whole scene (decimated) and of a detail at full resolution."""
+    from evaluation.figures import percentile_stretch, scene_quicklook
+
+    low, span = units.low.flatten().cpu(), units.span.flatten().cpu()
+    stretch = percentile_stretch(views["scene_mean"].nan_to_num()[None], rgb, low, span)
+    panels = []
+    for kind, where in (("scene", "whole scene"), ("detail", "detail, full resolution")):
+        panels += [(f"bicubic ×{scale} ({where})", views[f"{kind}_bicubic"].nan_to_num()),
+                   (f"SR mean ({where})", views[f"{kind}_mean"].nan_to_num()),
+                   (f"SR std ({where}; mean of bands, in band ranges)", views[f"{kind}_std"].nan_to_num())]
+    heat = tuple(label for label, _ in panels if label.startswith("SR std"))
+    scene_quicklook(panels, partial(path), heat=heat, rgb=rgb, stretch=stretch)
+
+
+def scene_summary(scene: Scene, blend, seconds: float, rgb) -> dict:
+    """What was done, for ``superres.json``."""
+    bands, height, width = blend.shape
+    return {"checkpoint": str(scene.args.checkpoint), "image": str(scene.args.image),
+            "input_shape": list(scene.raster.values.shape), "output_shape": [bands, height, width],
+            "scale": scene.saved.scale, "tile_lr": list(scene.tile), "overlap_lr": scene.overlap,
+            "tiles": blend.tiles, "samples_per_tile": scene.args.samples, "kept_samples": scene.args.keep_samples,
+            "missing_input_pixels": int((~scene.raster.valid).sum()), "georeferenced": scene.raster.georeferenced,
+            "rgb_bands": rgb, "seed": scene.args.seed, "device": scene.device, "seconds": seconds,
+            "output_megapixels_per_second": height * width / 1e6 / seconds,
+            "files": {name: path.name for name, path in scene.files.items()}}
+

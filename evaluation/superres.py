@@ -42,17 +42,26 @@ def predictive_draws(model, guide, y: torch.Tensor, num_samples: int = 100, prop
     baseline's encoder never sees y). With ``proposals`` = K > 0 the draws are proposals,
     reweighted by the model (sampling-importance-resampling).
     """
+    return predictive_components(model, guide, y, num_samples, proposals, fit_steps)[:2]
+
+
+def predictive_components(model, guide, y: torch.Tensor, num_samples: int = 100, proposals: int = 0,
+                          fit_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``predictive_draws``, and the standard deviations of the p(x | y, z) each draw came from (None
+    where they have no closed form: the discretized Gaussian). The S components (mean, std) are a
+    Gaussian mixture whose exact moments and quantiles need far fewer draws than the draws' own."""
     if num_samples < 1:
         raise ValueError(f"the number of super-resolution samples must be positive, got {num_samples}")
     guide_fn = fit_posterior_given_y(model, y, fit_steps) if fit_steps else guide.guide
     with torch.no_grad():
         guide_trace, model_trace = guide_and_model_traces(model.model, guide_fn, None, y, proposals or num_samples)
-        draws, means = model_trace.nodes["x"]["value"], decoder_mean(model_trace.nodes["x"])
+        site = model_trace.nodes["x"]
+        parts = [site["value"], decoder_mean(site), decoder_stddev(site)]
         if not proposals:
-            return draws, means
+            return tuple(parts)
         index = importance_index(guide_trace, model_trace, num_samples)
         images = torch.arange(y.shape[0], device=y.device)
-        return draws[index, images], means[index, images]
+        return tuple(None if part is None else part[index, images] for part in parts)
 
 
 def decoder_mean(site) -> torch.Tensor:
@@ -63,6 +72,14 @@ def decoder_mean(site) -> torch.Tensor:
         return site["fn"].mean
     except NotImplementedError:
         return site["value"]
+
+
+def decoder_stddev(site) -> torch.Tensor | None:
+    """The standard deviation of the distribution a sample site drew from, or None without a closed form."""
+    try:
+        return site["fn"].stddev.expand_as(site["value"])
+    except NotImplementedError:
+        return None
 
 
 class GaussianPosterior(nn.Module):

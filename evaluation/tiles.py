@@ -2,13 +2,14 @@
 
 The model takes LR images of one size (a tile). A scene is cut into LR tiles of that size that overlap
 their neighbours by at least ``overlap`` pixels; each tile's S draws of x given y are summarised per
-HR pixel (mean of the decoder's means, variance, 5 % and 95 % quantiles) and added into the scene
+HR pixel (mean of the decoder's means, second moment, 5 % and 95 % quantiles, those of the mixture
+of the S Gaussians p(x | y, zₛ) where the decoder is Gaussian: ``summarise``) and added into the scene
 with the weight of a window that is 1 in the tile's middle and falls smoothly towards its edges
 (``taper``), where a conv network sees zero padding and no context. Per HR pixel, with w_t the
 windows of the tiles t covering it (W = Σ w_t):
 
     mean = Σ w_t m_t / W
-    std² = Σ w_t (v_t + m_t²) / W − mean²            the variance of the windows' mixture
+    std² = Σ w_t E_t[x²] / W − mean²                 the variance of the windows' mixture
     q    = Σ w_t q_t / W                             (each q_t estimates the same quantile)
     draw = mean + Σ w_t (a_t − m_t) / √(Σ w_t²)      a_t: the tile's draw of that index
 
@@ -64,15 +65,33 @@ def sorted_quantile(ordered: torch.Tensor, level: float) -> torch.Tensor:
     return ordered[low] + frac * (ordered[high] - ordered[low])
 
 
-def summarise(draws: torch.Tensor, means: torch.Tensor, keep: int) -> dict:
-    """Per-pixel statistics of S draws of B tiles (S, B, C, H, W), and the means of the p(x | y, z) they
-    came from: the tiles' mean (of the means, ``predictive_draws``), their second moment (variance of
-    the draws + mean²), the ``QUANTILES``, and the first ``keep`` draws' deviations from the mean."""
+def mixture_quantile(means: torch.Tensor, stddevs: torch.Tensor, level: float, steps: int = 25) -> torch.Tensor:
+    """The ``level`` quantile, per pixel, of the equal-weight Gaussian mixture (1/S) Σₛ N(μₛ, σₛ²) over
+    dim 0, by bisection on its CDF between min(μ − 8σ) and max(μ + 8σ) (each step halves the bracket)."""
+    low, high = (means - 8 * stddevs).amin(0), (means + 8 * stddevs).amax(0)
+    for _ in range(steps):
+        middle = (low + high) / 2
+        below = torch.special.ndtr((middle - means) / stddevs).mean(0) < level
+        low, high = torch.where(below, middle, low), torch.where(below, high, middle)
+    return (low + high) / 2
+
+
+def summarise(draws: torch.Tensor, means: torch.Tensor, stddevs: torch.Tensor | None, keep: int) -> dict:
+    """Per-pixel statistics of S draws of B tiles (S, B, C, H, W): the tiles' mean (of the means of the
+    p(x | y, z) the draws came from, ``predictive_components``), their second moment E[x²], the
+    ``QUANTILES``, and the first ``keep`` draws' deviations from the mean. With the components'
+    standard deviations the second moment and the quantiles are those of the mixture of the S
+    Gaussians, exact given the S latents (E[x²] = mean of σₛ² + μₛ²); without them (a discretized
+    likelihood), those of the draws."""
     mean = means.mean(0)
-    variance = draws.var(0) if draws.shape[0] > 1 else torch.zeros_like(mean)
-    ordered = draws.sort(0).values
-    stats = {"mean": mean, "second": variance + mean.pow(2)}
-    stats.update({name: sorted_quantile(ordered, level) for name, level in QUANTILES.items()})
+    if stddevs is not None:
+        stats = {"mean": mean, "second": (stddevs.pow(2) + means.pow(2)).mean(0)}
+        stats.update({name: mixture_quantile(means, stddevs, level) for name, level in QUANTILES.items()})
+    else:
+        variance = draws.var(0) if draws.shape[0] > 1 else torch.zeros_like(mean)
+        ordered = draws.sort(0).values
+        stats = {"mean": mean, "second": variance + mean.pow(2)}
+        stats.update({name: sorted_quantile(ordered, level) for name, level in QUANTILES.items()})
     stats["deviations"] = (draws[:keep] - mean).transpose(0, 1)
     return stats
 
@@ -119,10 +138,10 @@ class Blend:
 
 def batch_sizes(samples: int, bands: int, tile_pixels: int, channels: int, memory_bytes: int) -> tuple[int, int]:
     """(tiles per batch, draws per pass) that keep a batch under ``memory_bytes``: each draw of a tile
-    holds its draw, its mean and a sorted copy (3 C floats per HR pixel) and, while it goes through
-    the networks, about ``LIVE_MAPS_PER_CHANNEL`` maps of each hidden channel. All S draws of a tile
-    go in one pass when they fit, else as many as fit."""
-    kept = 4 * tile_pixels * 3 * bands
+    holds its draw, its mean, its std and a working copy (4 C floats per HR pixel) and, while it goes
+    through the networks, about ``LIVE_MAPS_PER_CHANNEL`` maps of each hidden channel. All S draws of
+    a tile go in one pass when they fit, else as many as fit."""
+    kept = 4 * tile_pixels * 4 * bands
     passing = 4 * tile_pixels * LIVE_MAPS_PER_CHANNEL * max(channels, bands)
     tiles = max(1, memory_bytes // (samples * (kept + passing)))
     if samples * (kept + passing) <= memory_bytes:
@@ -143,8 +162,9 @@ def super_resolve_scene(draw, y: torch.Tensor, valid: torch.Tensor, scale: int, 
                         samples: int, keep: int, channels: int, memory_bytes: int, folder: Path,
                         progress=None) -> Blend:
     """Super-resolve the LR scene ``y`` (C, h, w, normalized; ``valid`` (h, w) marks its pixels with data)
-    tile by tile: ``draw(y_tiles, k)`` gives k draws of x for a batch of LR tiles (B, C, *tile) and the
-    means they came from, (k, B, C, s·tile_h, s·tile_w) each. Tiles with no valid pixel are skipped.
+    tile by tile: ``draw(y_tiles, k)`` gives k draws of x for a batch of LR tiles (B, C, *tile), the means
+    and the standard deviations (or None) of the Gaussians they came from, (k, B, C, s·tile_h, s·tile_w)
+    each (``predictive_components``). Tiles with no valid pixel are skipped.
     Returns the ``Blend`` in ``folder``; ``progress(done, total)`` counts tiles."""
     bands, height, width = y.shape
     (th, tw), y = tile, fill_missing(y, valid)
@@ -157,8 +177,8 @@ def super_resolve_scene(draw, y: torch.Tensor, valid: torch.Tensor, scale: int, 
         batch = corners[first:first + per_batch]
         tiles = torch.stack([y[:, r:r + th, c:c + tw] for r, c in batch])
         passes = [draw(tiles, min(per_pass, samples - done)) for done in range(0, samples, per_pass)]
-        draws, means = (torch.cat(parts) for parts in zip(*passes, strict=True))
-        stats = {name: value.float().cpu().numpy() for name, value in summarise(draws, means, keep).items()}
+        draws, means, stddevs = (None if parts[0] is None else torch.cat(parts) for parts in zip(*passes, strict=True))
+        stats = {name: value.float().cpu().numpy() for name, value in summarise(draws, means, stddevs, keep).items()}
         for i, (r, c) in enumerate(batch):
             blend.add(scale * r, scale * c, w, {name: value[i] for name, value in stats.items()})
         if progress is not None:

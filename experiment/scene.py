@@ -39,8 +39,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                              ".npy (bands × H × W, or H × W), .png, in the units the model was trained on")
     parser.add_argument("--out", type=Path, default=None,
                         help="the output folder [IMAGE's folder/IMAGE's name-sr]")
-    parser.add_argument("--samples", type=positive(int), default=100,
-                        help="draws of x per tile, for the std and the quantiles (at least 2) [%(default)s]")
+    parser.add_argument("--samples", type=positive(int), default=16,
+                        help="draws of the latents per tile: the std and the quantiles are those of the mixture of "
+                             "the Gaussians p(x | y, z) they give (with a discretized likelihood, of the draws "
+                             "of x, at least 2) [%(default)s]")
     parser.add_argument("--keep-samples", type=int, default=0, metavar="N",
                         help="also write N of the draws as whole-scene samples [%(default)s]")
     parser.add_argument("--overlap", type=int, default=None,
@@ -88,8 +90,6 @@ def prepare(args) -> Scene:
     """Every check, before anything is written (``UsageError``)."""
     from data.rasters import read_raster
 
-    if args.samples < 2:
-        raise UsageError(f"--samples {args.samples}: the std and the quantiles need at least 2 draws per tile")
     if not 0 <= args.keep_samples <= args.samples:
         raise UsageError(f"--keep-samples {args.keep_samples}: must be between 0 and --samples ({args.samples})")
     device = resolve_device(args.device)
@@ -97,6 +97,9 @@ def prepare(args) -> Scene:
     checkpoint, saved = open_saved(path, device, "checkpoint")
     if saved.model != "srvae":
         raise UsageError(f"checkpoint {path}: a {saved.model} model has no p(x | y); train the SRVAE (--model srvae)")
+    if saved.likelihood == "discretized" and args.samples < 2:
+        raise UsageError(f"--samples {args.samples}: with a discretized likelihood the std and the quantiles come "
+                         "from the draws, and need at least 2 per tile")
     try:
         raster = read_raster(args.image, args.nodata)
     except DataError as error:
@@ -154,7 +157,7 @@ def work(scene: Scene) -> int:
     import torch
 
     from evaluation.progress import Stages, clock
-    from evaluation.superres import predictive_draws
+    from evaluation.superres import predictive_components
     from evaluation.tiles import fill_missing, super_resolve_scene
 
     args, saved, raster = scene.args, scene.saved, scene.raster
@@ -166,7 +169,7 @@ def work(scene: Scene) -> int:
     proposals, fit_steps = saved.sr_proposals or 0, saved.sr_fit_steps or 0
 
     def draw(tiles, k):
-        return predictive_draws(model, guide, tiles, k, proposals, fit_steps)
+        return predictive_components(model, guide, tiles, k, proposals, fit_steps)
 
     start, stages = time.perf_counter(), Stages()
     work_folder = scene.out / f".partial-{os.getpid()}"

@@ -33,15 +33,16 @@ def smooth_scene(height: int, width: int, seed: int = 0) -> torch.Tensor:
     return 0.5 + 0.3 * torch.stack(waves)
 
 
-def local_draws(sigma: float = 0.05, tile_offset: float = 0.0):
+def local_draws(sigma: float = 0.05, tile_offset: float = 0.0, mixture: bool = True):
     """A stand-in for the model that a whole scene can also go through: the mean of x is bicubic(y)
     (a local function, with edge effects at a tile's border as a conv network has), a draw adds
     N(0, σ²) per pixel, and ``tile_offset`` shifts each tile's mean by its own N(0, offset²) (as a
-    latent shared by a tile would)."""
+    latent shared by a tile would); the components' σ are given with ``mixture``, else withheld (as
+    for a discretized likelihood)."""
     def draw(tiles, k):
         means = upsample(tiles, 2, "bicubic").expand(k, *tiles.shape[:2], 2 * tiles.shape[2], 2 * tiles.shape[3])
         means = means + tile_offset * torch.randn(1, len(tiles), 1, 1, 1)
-        return means + sigma * torch.randn(means.shape), means
+        return means + sigma * torch.randn(means.shape), means, torch.full_like(means, sigma) if mixture else None
     return draw
 
 
@@ -65,8 +66,10 @@ def test_the_window_is_one_inside_and_positive_at_the_edges():
 
 
 def test_tiles_agree_with_the_whole_scene_within_monte_carlo_error(tmp_path):
+    """Through the draws (as for a discretized likelihood): the whole scene's N(bicubic(y), σ²) within the
+    draws' Monte-Carlo error."""
     y, sigma, samples = smooth_scene(26, 35), 0.05, 64
-    maps = blended(local_draws(sigma), y, tmp_path, samples)
+    maps = blended(local_draws(sigma, mixture=False), y, tmp_path, samples)
     whole_mean = upsample(y, 2, "bicubic")
     inner = (slice(None), slice(4, -4), slice(4, -4))
     # the means are exact: only the tiles' edge effects, damped by the window, remain
@@ -78,6 +81,17 @@ def test_tiles_agree_with_the_whole_scene_within_monte_carlo_error(tmp_path):
     # the 5 % and 95 % quantiles of N(m, σ²): m ∓ 1.645 σ, within 0.15 σ on average
     for name, z in (("q05", -1.6449), ("q95", 1.6449)):
         assert abs(((maps[name] - maps["mean"])[inner] / sigma).mean() - z) < 0.15
+
+
+def test_the_mixture_of_the_components_gives_the_std_and_quantiles_exactly(tmp_path):
+    """With the components' σ, two draws per tile give the std and the quantiles of N(bicubic(y), σ²) to
+    the bisection's precision."""
+    y, sigma = smooth_scene(26, 35), 0.05
+    maps = blended(local_draws(sigma), y, tmp_path, samples=2)
+    # the blended variance also holds the tiles' small disagreement where bicubic meets their edges
+    assert np.allclose(maps["std"], sigma, atol=5e-4) and np.median(np.abs(maps["std"] - sigma)) < 1e-6
+    for name, z in (("q05", -1.6448536), ("q95", 1.6448536)):
+        assert np.allclose(maps[name], maps["mean"] + z * sigma, atol=1e-5)
 
 
 def test_blended_draws_keep_their_spread_where_tiles_overlap(tmp_path):
@@ -118,7 +132,7 @@ def test_no_seam_on_a_smooth_ramp(tmp_path, overlap):
 def test_batches_fit_the_memory_budget():
     for budget in (2**20, 2**24, 2**28):
         tiles, draws = batch_sizes(100, 4, 32 * 32, 32, budget)
-        per_draw = 4 * 32 * 32 * (3 * 4 + 6 * 32)
+        per_draw = 4 * 32 * 32 * (4 * 4 + 6 * 32)
         assert tiles == 1 or tiles * 100 * per_draw <= budget
         assert draws == 100 or draws * per_draw <= budget
     assert batch_sizes(100, 4, 32 * 32, 32, 2**20)[1] < 100  # a small budget splits a tile's draws

@@ -238,19 +238,21 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"),
                         help="where to measure [cuda when available]")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a rough table in about a minute)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the MLP at batch 64 only, one repeat, no IW or scaling figures: only shows that it runs")
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="JSON file [%(default)s]")
     args = parser.parse_args(argv)
     pyro.enable_validation(False)
-    repeats = 3 if args.quick else 7
+    repeats = 1 if args.smoke else 3 if args.quick else 7
     report = {"environment": environment(args.device), "steps": []}
     env = report["environment"]
     print(f"device {env['device']} ({args.device}), torch {env['torch']}, pyro {env['pyro']}, "
           f"{env['threads']} threads", flush=True)
     print(f"\n{'configuration':<18} {'batch':>5}  {'Trace_ELBO':>10} {'Jit':>8} {'plain':>8}  "
           f"{'Trace/plain':>11} {'Jit/plain':>9}  {'images/s (Trace)':>16} {'module/functions':>16}")
-    for setup, (arch, shape) in SETUPS.items():
-        for batch in (32, DEFAULT_BATCH, 128, 512):
-            steps = max(2, (30 if arch == "mlp" else 3) * (64 // batch if batch < 64 else 1))
+    for setup, (arch, shape) in list(SETUPS.items())[:1 if args.smoke else None]:
+        for batch in (DEFAULT_BATCH,) if args.smoke else (32, DEFAULT_BATCH, 128, 512):
+            steps = 2 if args.smoke else max(2, (30 if arch == "mlp" else 3) * (64 // batch if batch < 64 else 1))
             t = step_times(arch, shape, batch, args.device, repeats, steps)
             row = {"configuration": setup, "batch": batch, **{f"{k}_ms": v * 1e3 for k, v in t.items()},
                    "trace_over_plain": t["Trace_ELBO"] / t["plain PyTorch"],
@@ -261,6 +263,8 @@ def main(argv=None) -> int:
             print(f"{setup:<18} {batch:>5}  {t['Trace_ELBO'] * 1e3:>8.2f}ms {t['JitTrace_ELBO'] * 1e3:>6.2f}ms "
                   f"{t['plain PyTorch'] * 1e3:>6.2f}ms  {row['trace_over_plain']:>11.3f} {row['jit_over_plain']:>9.3f}"
                   f"  {batch / t['Trace_ELBO']:>16.0f} {row['module_over_functions']:>16.3f}", flush=True)
+    if args.smoke:
+        return write_report(report, args.out)
     floor = report["pyro_floor"] = pyro_floor(args.device)
     print(f"\nPyro's machinery alone (the same sites and plate, no networks), batch {floor['batch']}: "
           f"{floor['step_ms']:.2f} ms per Trace_ELBO step")
@@ -277,9 +281,13 @@ def main(argv=None) -> int:
     scaling = report["epoch_scaling"] = epoch_scaling(args.device, repeats=2 if args.quick else 3)
     print("epoch time against data size: " + ", ".join(f"{k} ({v['images']} images) {v['seconds']:.2f} s = "
                                                        f"{v['ratio_to_1x']:.2f}× the 1×" for k, v in scaling.items()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
+    return write_report(report, args.out)
+
+
+def write_report(report: dict, out: Path) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {out}")
     return 0
 
 

@@ -78,6 +78,7 @@ class Scene:
     tile: tuple
     overlap: int
     device: str
+    created: bool  # the output folder is new: removed again if nothing is written
 
 
 def superresolve(argv=None, description: str = "") -> int:
@@ -132,8 +133,9 @@ def prepare(args) -> Scene:
         raise UsageError(f"--out {out}: holds {', '.join(existing)} already; pass --overwrite to replace them, or "
                          "choose another --out")
     model, guide = trained_modules(checkpoint, saved, device, "checkpoint", path)
+    created = not out.exists()
     prepare_out(out)
-    return Scene(args, saved, (model, guide), raster, out, files, tile, overlap, device)
+    return Scene(args, saved, (model, guide), raster, out, files, tile, overlap, device, created)
 
 
 def natural_colours(args, raster, saved) -> list[int] | None:
@@ -194,9 +196,11 @@ def work(scene: Scene) -> int:
             writer.discard()
         for name in ("quicklook", "summary"):
             partial(scene.files[name]).unlink(missing_ok=True)
-        raise
-    finally:
         shutil.rmtree(work_folder, ignore_errors=True)
+        if scene.created and not any(scene.out.iterdir()):
+            scene.out.rmdir()
+        raise
+    shutil.rmtree(work_folder, ignore_errors=True)
     for name in ("quicklook", "summary"):
         os.replace(partial(scene.files[name]), scene.files[name])
     print(f"super-resolved {args.image} ({summary['input_shape'][1]}×{summary['input_shape'][2]}, "

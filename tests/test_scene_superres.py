@@ -221,3 +221,22 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(checkpoint, tmp_path, c
     if case == "exists":
         assert superresolve([str(checkpoint), str(image), "--samples", "2", "--out", str(out), "--overwrite"]) == 0
         assert np.load(out / "mean.npy").shape == (BANDS, 40, 52)
+
+
+def test_an_interrupted_scene_leaves_nothing_behind(checkpoint, tmp_path, monkeypatch):
+    import evaluation.superres
+
+    real, calls = evaluation.superres.predictive_components, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation.superres, "predictive_components", interrupted)
+    np.save(tmp_path / "scene.npy", lr_values())
+    status = superresolve([str(checkpoint), str(tmp_path / "scene.npy"), "--samples", "2", "--memory-mb", "1",
+                           "--out", str(tmp_path / "out")])
+    assert status == 130 and len(calls) == 2
+    assert not (tmp_path / "out").exists()

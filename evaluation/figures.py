@@ -1,5 +1,6 @@
 """Figures (SPEC §7, 'Show'): loss curves and rows of images, drawn with matplotlib's Figure (no pyplot state)."""
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 
@@ -112,8 +113,9 @@ def sparsification(metrics: dict, path) -> None:
 def scene_quicklook(panels: list[tuple[str, torch.Tensor]], path, title: str = "", heat: tuple[str, ...] = (),
                     rgb=None, stretch=None) -> None:
     """Rows of panels (label, image (C, H, W)) side by side, each row one view (the whole scene, a
-    detail at full resolution): the panels named in ``heat`` as a heat map 0…max, the others in the
-    bands ``rgb`` with the contrast ``stretch``; sized from the images' aspect."""
+    detail at full resolution): the panels named in ``heat`` as a heat map of the mean over bands
+    from 0 to its 99.5th percentile (a few extreme pixels would leave the rest black), the others in
+    the bands ``rgb`` with the contrast ``stretch``."""
     rows = [panels[i:i + 3] for i in range(0, len(panels), 3)]
     fig = Figure(figsize=(12, 4.2 * len(rows) + 0.3))
     axes = fig.subplots(len(rows), 3, squeeze=False)
@@ -123,8 +125,10 @@ def scene_quicklook(panels: list[tuple[str, torch.Tensor]], path, title: str = "
             ax.set_xticks([])
             ax.set_yticks([])
             if label in heat:
-                shown = ax.imshow(to_display(image), cmap="magma", vmin=0, interpolation="nearest")
-                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+                values = to_display(image)
+                top = float(np.percentile(values, 99.5)) or 1.0
+                shown = ax.imshow(values, cmap="magma", vmin=0, vmax=top, interpolation="nearest")
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, extend="max")
             else:
                 ax.imshow(to_display(image, rgb, stretch), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_title(label, fontsize=10)

@@ -301,11 +301,12 @@ def write_quicklook(path: Path, views: dict, units: Units, rgb, scale: int) -> N
     stretch = percentile_stretch(views["scene_mean"].nan_to_num()[None], rgb, low, span)
     panels = []
     for kind, where in (("scene", "whole scene"), ("detail", "detail, full resolution")):
-        panels += [(f"bicubic ×{scale} ({where})", views[f"{kind}_bicubic"].nan_to_num()),
-                   (f"SR mean ({where})", views[f"{kind}_mean"].nan_to_num()),
-                   (f"SR std ({where}; mean of bands, in band ranges)", views[f"{kind}_std"].nan_to_num())]
+        panels += [(f"bicubic ×{scale}, {where}", views[f"{kind}_bicubic"].nan_to_num()),
+                   (f"SR mean, {where}", views[f"{kind}_mean"].nan_to_num()),
+                   (f"SR std / band range, {where}", views[f"{kind}_std"].nan_to_num())]
     heat = tuple(label for label, _ in panels if label.startswith("SR std"))
-    scene_quicklook(panels, partial(path), heat=heat, rgb=rgb, stretch=stretch)
+    scene_quicklook(panels, partial(path), "super-resolution of the whole scene: SR std is the mean over bands",
+                    heat=heat, rgb=rgb, stretch=stretch)
 
 
 def scene_summary(scene: Scene, blend, seconds: float, rgb) -> dict:

@@ -79,6 +79,11 @@ def read_geotiff(path: Path) -> Raster:
         raise DataError(f"{path}: cannot read it as an image ({one_line(error)}); replace the file") from None
 
 
+def partial_path(path: Path) -> Path:
+    """Where a file is written until it is whole: a hidden name beside it, with the same suffix."""
+    return path.with_name(f".{path.name}.partial{path.suffix}")
+
+
 def finer_transform(transform, scale: int):
     """The transform of a grid s times finer over the same area: same origin, pixel size divided by s."""
     from affine import Affine
@@ -95,7 +100,7 @@ class MapWriter:
     def __init__(self, path: Path, shape: tuple, like: Raster | None = None, scale: int = 1,
                  descriptions: tuple = ()):
         self.path = Path(path)
-        self.partial = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
+        self.partial = partial_path(self.path)
         self.geotiff = self.path.suffix.lower() in GEOTIFF
         if self.geotiff:
             import rasterio

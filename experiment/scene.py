@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.errors import DataError
+from data.rasters import partial_path
 from experiment.checks import UsageError, prepare_out, resolve_device
 from experiment.cli import DEVICES, OneLineParser, positive, rgb_bands
 from experiment.processes import run_mode
@@ -195,14 +196,14 @@ def work(scene: Scene) -> int:
         for writer in writers:
             writer.discard()
         for name in ("quicklook", "summary"):
-            partial(scene.files[name]).unlink(missing_ok=True)
+            partial_path(scene.files[name]).unlink(missing_ok=True)
         shutil.rmtree(work_folder, ignore_errors=True)
         if scene.created and not any(scene.out.iterdir()):
             scene.out.rmdir()
         raise
     shutil.rmtree(work_folder, ignore_errors=True)
     for name in ("quicklook", "summary"):
-        os.replace(partial(scene.files[name]), scene.files[name])
+        os.replace(partial_path(scene.files[name]), scene.files[name])
     print(f"super-resolved {args.image} ({summary['input_shape'][1]}×{summary['input_shape'][2]}, "
           f"{summary['input_shape'][0]} bands) ×{saved.scale} → {summary['output_shape'][1]}×"
           f"{summary['output_shape'][2]} in {clock(seconds)} ({summary['output_megapixels_per_second']:.3g} "
@@ -233,12 +234,8 @@ class Units:
         return x * span if spread else x * span + low - self.offset
 
 
-def partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial{path.suffix}")
-
-
 def write_text(path: Path, text: str) -> None:
-    partial(path).write_text(text + "\n")
+    partial_path(path).write_text(text + "\n")
 
 
 def write_maps(scene: Scene, blend, units: Units, y, valid, progress):
@@ -305,7 +302,7 @@ def write_quicklook(path: Path, views: dict, units: Units, rgb, scale: int) -> N
                    (f"SR mean, {where}", views[f"{kind}_mean"].nan_to_num()),
                    (f"SR std / band range, {where}", views[f"{kind}_std"].nan_to_num())]
     heat = tuple(label for label, _ in panels if label.startswith("SR std"))
-    scene_quicklook(panels, partial(path), "super-resolution of the whole scene: SR std is the mean over bands",
+    scene_quicklook(panels, partial_path(path), "super-resolution of the whole scene: SR std is the mean over bands",
                     heat=heat, rgb=rgb, stretch=stretch)
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 
@@ -56,29 +57,59 @@ def percentile_stretch(images: torch.Tensor, rgb=None, low=None, span=None, perc
     return bounds[0], bounds[1]
 
 
-def image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str = "", heat: tuple[str, ...] = (),
-               rgb=None, stretch=None) -> None:
-    """One row per (label, images (N, C, H, W)); rows named in ``heat`` use a heat map scaled 0…max,
-    the max written under the label; the others show the bands ``rgb`` with the contrast ``stretch``
-    (``to_display``)."""
+def enlarged(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` (H, W, 3) at ``height`` × ``width`` by repeating its pixels (nearest neighbour), so that
+    a low-resolution image fills the cell of a high-resolution one."""
+    rows = np.arange(height) * image.shape[0] // height
+    columns = np.arange(width) * image.shape[1] // width
+    return image[rows][:, columns]
+
+
+def mosaic(rows: list[tuple[str, torch.Tensor]], heat: tuple[str, ...] = (), rgb=None, stretch=None):
+    """The rows of images as one RGB array (white between and after them), every image enlarged to the
+    largest one's cell; returns (array, the row labels, the cell's height and width, the gap). Rows named
+    in ``heat`` are a heat map of the mean over bands from 0 to the row's max, written in its label."""
     n = max(len(images) for _, images in rows)
-    fig = Figure(figsize=(1.1 * n + 1.2, 1.15 * len(rows) + 0.4))
-    axes = fig.subplots(len(rows), n, squeeze=False)
+    height = max(images.shape[-2] for _, images in rows)
+    width = max(images.shape[-1] for _, images in rows)
+    gap = max(1, round(0.1 * width))
+    array = np.ones((len(rows) * (height + gap) - gap, n * (width + gap) - gap, 3))
+    labels = []
     for r, (label, images) in enumerate(rows):
         vmax = images.max().item() if label in heat else 1.0
-        for c in range(n):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(images):
-                image = to_display(images[c]) if label in heat else to_display(images[c], rgb, stretch)
-                ax.imshow(image, cmap="magma" if label in heat else "gray",
-                          vmin=0, vmax=vmax, interpolation="nearest")
-        shown = f"{label}\n(0–{vmax:.2f})" if label in heat else label
-        axes[r][0].set_ylabel(shown, rotation=0, ha="right", va="center", fontsize=9)
+        for c, image in enumerate(images):
+            if label in heat:
+                scaled = np.clip(to_display(image) / vmax, 0, 1) if vmax > 0 else np.zeros(image.shape[-2:])
+                shown = colormaps["magma"](scaled)[..., :3]
+            else:
+                shown = to_display(image, rgb, stretch)
+                shown = np.repeat(shown[..., None], 3, axis=2) if shown.ndim == 2 else shown
+            top, left = r * (height + gap), c * (width + gap)
+            array[top:top + height, left:left + width] = enlarged(shown, height, width)
+        labels.append(f"{label}\n(0–{vmax:.2f})" if label in heat else label)
+    return array, labels, (height, width), gap
+
+
+def image_rows(rows: list[tuple[str, torch.Tensor]], path, title: str = "", heat: tuple[str, ...] = (),
+               rgb=None, stretch=None) -> None:
+    """One row per (label, images (N, C, H, W)), one inch per image; rows named in ``heat`` use a heat
+    map scaled 0…max, the others show the bands ``rgb`` with the contrast ``stretch`` (``to_display``).
+    The images are one ``mosaic`` drawn by one ``imshow``: a grid of axes per image costs seconds of
+    layout per figure."""
+    array, labels, (height, width), gap = mosaic(rows, heat, rgb, stretch)
+    inch = 1.0 / width  # inches per pixel of the mosaic
+    margin, head = 1.2, 0.45 if title else 0.1
+    size = (margin + array.shape[1] * inch + 0.1, head + array.shape[0] * inch + 0.1)
+    fig = Figure(figsize=size)
+    ax = fig.add_axes((margin / size[0], 0.1 / size[1], array.shape[1] * inch / size[0],
+                       array.shape[0] * inch / size[1]))
+    ax.imshow(array, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    for r, label in enumerate(labels):
+        middle = 0.1 + (array.shape[0] - r * (height + gap) - height / 2) * inch
+        fig.text((margin - 0.08) / size[0], middle / size[1], label, ha="right", va="center", fontsize=9)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.text(0.5, 1 - 0.08 / size[1], title, ha="center", va="top", fontsize=10)
     fig.savefig(path, dpi=120)
 
 

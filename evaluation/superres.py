@@ -7,11 +7,11 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.poutine.util import prune_subsample_sites
 from torch import nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from data.downscale import upsample
 from evaluation.elbo import PIXELS_PER_PASS, chunks, per_pass
 from evaluation.loglik import log_density
+from evaluation.quality import psnr, ssim, ssim_window
 from evaluation.uncertainty import coverage, crps, randomized_pit, sparsification, spearman
 from guides.fitting import fit_guide_parameters
 from model.elbo import guide_and_model_traces
@@ -138,19 +138,10 @@ def reconstruct(model, guide, x: torch.Tensor, y=None) -> torch.Tensor:
     return model_trace.nodes["x"]["fn"].base_dist.loc[0]
 
 
-def ssim_kernel(image_shape) -> int:
-    """The SSIM window: 11 pixels, or the largest odd size that fits a smaller image."""
-    side = min(image_shape[-2:])
-    return min(11, side if side % 2 else side - 1)
-
-
 def image_quality(images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image PSNR (dB) and SSIM against ``target``, pixel range [0, 1] (torchmetrics)."""
+    """Per-image PSNR (dB) and SSIM of ``images`` clamped to the pixel range [0, 1], against ``target``."""
     images = images.clamp(0, 1)
-    psnr = peak_signal_noise_ratio(images, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    ssim = structural_similarity_index_measure(images, target, data_range=1.0, reduction="none",
-                                               kernel_size=ssim_kernel(target.shape))
-    return psnr, ssim
+    return psnr(images, target), ssim(images, target)
 
 
 def interval_coverage(samples: torch.Tensor, x: torch.Tensor, level: float) -> torch.Tensor:
@@ -205,7 +196,7 @@ def evaluate_superres(model, guide, x: torch.Tensor, y: torch.Tensor, scale: int
     metrics.update({f"coverage_{round(100 * level)}": reliability[level] for level in COVERAGE_LEVELS})
     metrics.update(reliability_nominal=list(RELIABILITY_LEVELS), reliability_observed=list(reliability.values()),
                    sr_samples=num_samples, sr_proposals=proposals, sr_fit_steps=fit_steps,
-                   ssim_kernel=ssim_kernel(x.shape))
+                   ssim_window=ssim_window(x.shape))
     metrics.update(sr_mae=pixels["sr_error"].mean().item(), bicubic_mae=pixels["bicubic_error"].mean().item(),
                    sr_crps=pixels["sr_crps"].mean().item(),
                    std_error_spearman=spearman(pixels["sr_std_map"], pixels["sr_error"]),

@@ -70,6 +70,7 @@ def test_a_checkpoint_written_by_the_first_version_evaluates_to_the_numbers_it_h
     assert main(["--evaluate", str(FIXTURE / "checkpoint.pt"), *QUICK, "--out", str(tmp_path)]) == 0
     then = json.loads((FIXTURE / "metrics.json").read_text())
     now = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("explicit_neg_elbo", "pyro_neg_elbo", "gamma_x", "sr_psnr", "coverage_90"):
+    for key in ("explicit_neg_elbo", "pyro_neg_elbo", "gamma_x", "coverage_90"):
         assert now[key] == then[key], key
+    assert now["sr_psnr"] == pytest.approx(then["sr_psnr"], rel=1e-6)  # the same PSNR, its float32 sums reordered
     assert json.loads((tmp_path / "config.json").read_text())["version"] == CONFIG_VERSION

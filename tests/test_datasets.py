@@ -198,3 +198,17 @@ def test_data_are_not_changed_from_outside_a_variant_is_a_new_object(digits):
     assert digits.span.tolist() == [17.0] and saved.span.tolist() == [34.0]
     assert torch.allclose(saved.to_original_units(saved.test_images()), digits.to_original_units(digits.test_images()),
                           atol=1e-5)
+
+
+def test_the_digits_are_scikit_learns_without_importing_it():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from data.digits import load_digits
+
+    bunch = sklearn_digits()
+    data = load_digits()
+    images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    test, train = order[:359], order[359:]
+    assert torch.equal(data.test_values, images[test]) and torch.equal(data.train_values, images[train])
+    assert torch.equal(data.test_labels, torch.as_tensor(bunch.target[test.numpy()]))

@@ -76,6 +76,19 @@ def test_psnr_and_ssim():
     assert (ssim < 1).all() and (ssim > 0.5).all()
 
 
+@pytest.mark.parametrize("shape", [(3, 1, 8, 8), (2, 4, 32, 24), (2, 3, 6, 7)])
+def test_ssim_is_torchmetrics_gaussian_ssim(shape):
+    """Our SSIM is the reference one (torchmetrics, a test-only dependency: importing it costs seconds
+    per run): Gaussian window of 11 pixels, σ = 1.5, reflected borders, the map averaged per image."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    generator = torch.Generator().manual_seed(3)
+    target = torch.rand(shape, generator=generator)
+    images = (target + 0.1 * torch.randn(shape, generator=generator)).clamp(0, 1)
+    reference = structural_similarity_index_measure(images, target, data_range=1.0, reduction="none")
+    torch.testing.assert_close(image_quality(images, target)[1], reference, rtol=0, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def trained_50(digits):
     """50 epochs: enough for the SR mean to beat bicubic upsampling by a margin (≈ 17 dB against 14)."""

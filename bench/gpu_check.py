@@ -41,8 +41,8 @@ def training(args) -> int:
     from run import main
 
     if args.small:
-        return main(["--arch", "conv", "--epochs", "1", *SMALL_EVALUATION, "--device", args.device, "--out",
-                     str(args.out / "train")])
+        return main(["--arch", "conv", "--channels", "8", "--epochs", "1", *SMALL_EVALUATION, "--device", args.device,
+                     "--out", str(args.out / "train")])
     return main(["--dataset", "folder", "--data-dir", str(ROOT / "data" / "sentinel2"), "--crop", "32", "--epochs",
                  "100", "--device", args.device, "--out", str(args.out / "train")])
 

@@ -13,6 +13,7 @@ models alone.
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -48,10 +49,12 @@ def train_cnn(net: ResidualCNN, data, steps: int, batch_size: int = 64, lr: floa
               progress: bool = False) -> list[float]:
     """Adam on the mean squared error of x̂(y) over ``steps`` minibatches of fresh training crops, in the
     epoch order the SRVAE's loop uses; ``schedule(step)`` multiplies the learning rate. Returns the
-    losses."""
+    losses. With ``progress``, a bar on a terminal, else a line every tenth of the steps."""
     optimizer = adam(net.parameters(), lr)
     device = data.train_values.device
-    losses, bar = [], tqdm(total=steps, desc="training the CNN", unit="step", disable=not progress, leave=False)
+    interactive, start, every = sys.stderr.isatty(), time.perf_counter(), max(1, steps // 10)
+    losses, bar = [], tqdm(total=steps, desc="training the CNN", unit="step", disable=not (progress and interactive),
+                           leave=False)
     while len(losses) < steps:
         for _, x, y in epoch_batches(data, epoch_order(data, batch_size), device):
             if schedule is not None:
@@ -64,6 +67,9 @@ def train_cnn(net: ResidualCNN, data, steps: int, batch_size: int = 64, lr: floa
             optimizer.step()
             losses.append(loss.item())
             bar.update()
+            if progress and not interactive and (len(losses) % every == 0 or len(losses) == steps):
+                print(f"CNN step {len(losses):>6}/{steps}  MSE {losses[-1]:.3g}  {time.perf_counter() - start:7.1f} s",
+                      file=sys.stderr, flush=True)
             if len(losses) == steps:
                 break
     bar.close()
@@ -117,10 +123,11 @@ def main(argv=None) -> int:
         return 2
     torch.manual_seed(args.seed)
     net = ResidualCNN(data.image_shape[0], args.scale, args.channels, args.blocks)
+    start = time.perf_counter()
     losses = train_cnn(net, data, args.steps, args.batch_size, args.lr,
-                       lambda step: lr_factor(args.lr_schedule, step, args.steps), progress=sys.stderr.isatty())
+                       lambda step: lr_factor(args.lr_schedule, step, args.steps), progress=True)
     metrics = {**evaluate_cnn(net, data), "steps": args.steps, "final_loss": losses[-1], "seed": args.seed,
-               "parameters": sum(p.numel() for p in net.parameters())}
+               "parameters": sum(p.numel() for p in net.parameters()), "seconds": time.perf_counter() - start}
     print(json.dumps(metrics, indent=1))
     if args.out is not None:
         args.out.write_text(json.dumps(metrics, indent=1))

@@ -7,7 +7,9 @@ For each seed it runs the README's command, ``python run.py --dataset folder --d
 ``baselines.cnn`` on the same crops for the same number of Adam steps, and evaluates both on the
 same held-out test tiles. It prints the mean and spread over seeds of PSNR, SSIM, MAE or CRPS,
 coverage, the std–error correlation and AUSE, per band too, and writes them to
-``bench/results.json`` under "satellite".
+``bench/results.json`` under "satellite". A run already finished in ``--out`` (its ``metrics.json``,
+or the CNN's JSON file) is read, not run again: seeds trained apart, on two machines or one after
+the other, are gathered into one table.
 """
 
 import argparse
@@ -16,7 +18,6 @@ import math
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,28 +27,30 @@ SRVAE_KEYS = ("sr_psnr", "sr_ssim", "sr_mae", "sr_crps", "bicubic_psnr", "bicubi
 CNN_KEYS = ("cnn_psnr", "cnn_ssim", "cnn_mae")
 
 
-def run(command: list[str]) -> float:
-    """Run a command from the project's root, its output passed through; returns its seconds."""
-    start = time.perf_counter()
+def run(command: list[str]) -> None:
+    """Run a command from the project's root, its output passed through."""
     subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
-    return time.perf_counter() - start
 
 
 def one_seed(seed: int, args, out: Path) -> dict:
     """Both models for one seed: the SRVAE's metrics, the CNN's, and the steps and seconds of each."""
     run_dir = out / f"srvae-seed{seed}"
     extra = ["--epochs", str(args.epochs)] if args.epochs else []
-    seconds = run(["run.py", "--dataset", "folder", "--data-dir", str(args.data_dir), "--crop", str(args.crop),
-                   "--seed", str(seed), "--out", str(run_dir), *extra])
+    if not (run_dir / "metrics.json").exists():
+        run(["run.py", "--dataset", "folder", "--data-dir", str(args.data_dir), "--crop", str(args.crop),
+             "--seed", str(seed), "--out", str(run_dir), *extra])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     steps = config["epochs"] * math.ceil(config["train_images"] / config["batch_size"])
     cnn_file = out / f"cnn-seed{seed}.json"
-    cnn_seconds = run(["-m", "baselines.cnn", "--data-dir", str(args.data_dir), "--crop", str(args.crop),
-                       "--steps", str(steps), "--seed", str(seed), "--out", str(cnn_file)])
+    if not cnn_file.exists():
+        run(["-m", "baselines.cnn", "--data-dir", str(args.data_dir), "--crop", str(args.crop),
+             "--steps", str(steps), "--seed", str(seed), "--out", str(cnn_file)])
     cnn = json.loads(cnn_file.read_text())
-    return {"seed": seed, "steps": steps, "epochs": config["epochs"], "srvae_seconds": seconds,
-            "cnn_seconds": cnn_seconds, **{k: metrics[k] for k in SRVAE_KEYS}, **{k: cnn[k] for k in CNN_KEYS},
+    if cnn["steps"] != steps:
+        raise SystemExit(f"bench.satellite: {cnn_file} trained {cnn['steps']} steps, the SRVAE {steps}: remove it")
+    return {"seed": seed, "steps": steps, "epochs": config["epochs"], "srvae_seconds": metrics["train_seconds"],
+            "cnn_seconds": cnn.get("seconds"), **{k: metrics[k] for k in SRVAE_KEYS}, **{k: cnn[k] for k in CNN_KEYS},
             "srvae_psnr_per_band": metrics["per_band"]["sr_psnr"],
             "srvae_rmse_units_per_band": metrics["per_band"]["sr_rmse_units"],
             "srvae_crps_units_per_band": metrics["per_band"]["sr_crps_units"],

@@ -1,0 +1,44 @@
+"""bench.satellite gathers seeds trained apart: finished runs in its folder are read, not run again, and
+the table is their mean ± standard deviation."""
+
+import json
+
+import pytest
+
+import bench.satellite as satellite
+
+
+def finished_seed(out, seed: int, sr_psnr: float, cnn_psnr: float, cnn_steps: int = 4000) -> None:
+    run = out / f"srvae-seed{seed}"
+    run.mkdir(parents=True)
+    metrics = dict.fromkeys(satellite.SRVAE_KEYS, 0.5)
+    metrics.update(sr_psnr=sr_psnr, bicubic_psnr=36.0, train_seconds=100.0 + seed,
+                   per_band={"sr_psnr": [sr_psnr], "sr_rmse_units": [1.0], "sr_crps_units": [0.5]})
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "config.json").write_text(json.dumps({"epochs": 1000, "train_images": 256, "batch_size": 64}))
+    cnn = {"cnn_psnr": cnn_psnr, "cnn_ssim": 0.9, "cnn_mae": 0.01, "steps": cnn_steps, "seconds": 10.0,
+           "cnn_psnr_per_band": [cnn_psnr], "cnn_rmse_units_per_band": [1.0], "bicubic_psnr_per_band": [36.0],
+           "bicubic_rmse_units_per_band": [2.0]}
+    (out / f"cnn-seed{seed}.json").write_text(json.dumps(cnn))
+
+
+def test_finished_seeds_are_gathered_without_running_anything(tmp_path, monkeypatch):
+    def no_run(command):
+        raise AssertionError(f"ran {command}")
+
+    monkeypatch.setattr(satellite, "run", no_run)
+    out, results = tmp_path / "bench", tmp_path / "results.json"
+    for seed, (sr, cnn) in enumerate([(37.0, 37.5), (38.0, 38.0), (39.0, 38.3)]):
+        finished_seed(out, seed, sr, cnn)
+    assert satellite.main(["--seeds", "0", "1", "2", "--out", str(out), "--results", str(results)]) == 0
+    table = json.loads(results.read_text())["satellite"]
+    assert [row["srvae_seconds"] for row in table["seeds"]] == [100.0, 101.0, 102.0]
+    assert table["summary"]["sr_psnr"] == "38 ± 1 (37–39)"
+    assert table["summary"]["srvae_minus_cnn_psnr"] == "0.06667 ± 0.6 (-0.5–0.7)"
+
+
+def test_a_cnn_trained_for_other_steps_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(satellite, "run", lambda command: None)
+    finished_seed(tmp_path, 0, 37.0, 37.5, cnn_steps=1000)
+    with pytest.raises(SystemExit, match="trained 1000 steps, the SRVAE 4000"):
+        satellite.main(["--seeds", "0", "--out", str(tmp_path), "--results", str(tmp_path / "r.json")])

@@ -40,6 +40,11 @@ def to_display(image: torch.Tensor, rgb=None, stretch=None):
     return shown.permute(1, 2, 0).numpy() if rgb is not None else shown[0].numpy()
 
 
+def band_mean(image: torch.Tensor) -> np.ndarray:
+    """The mean over bands of (C, H, W): what a heat map shows, whatever the number of bands."""
+    return image.detach().float().mean(0).cpu().numpy()
+
+
 def percentile_stretch(images: torch.Tensor, rgb=None, low=None, span=None, percent: float = 2.0):
     """The contrast stretch of a quicklook: per shown channel, the bounds (in the images' normalized
     units) of one range of data values, the ``percent`` and 100 − ``percent`` percentiles of all shown
@@ -76,10 +81,10 @@ def mosaic(rows: list[tuple[str, torch.Tensor]], heat: tuple[str, ...] = (), rgb
     array = np.ones((len(rows) * (height + gap) - gap, n * (width + gap) - gap, 3))
     labels = []
     for r, (label, images) in enumerate(rows):
-        vmax = images.max().item() if label in heat else 1.0
+        vmax = images.float().mean(1).max().item() if label in heat else 1.0  # of the band means shown
         for c, image in enumerate(images):
             if label in heat:
-                scaled = np.clip(to_display(image) / vmax, 0, 1) if vmax > 0 else np.zeros(image.shape[-2:])
+                scaled = np.clip(band_mean(image) / vmax, 0, 1) if vmax > 0 else np.zeros(image.shape[-2:])
                 shown = colormaps["magma"](scaled)[..., :3]
             else:
                 shown = to_display(image, rgb, stretch)
@@ -156,7 +161,7 @@ def scene_quicklook(panels: list[tuple[str, torch.Tensor]], path, title: str = "
             ax.set_xticks([])
             ax.set_yticks([])
             if label in heat:
-                values = to_display(image)
+                values = band_mean(image)
                 top = float(np.percentile(values, 99.5)) or 1.0
                 shown = ax.imshow(values, cmap="magma", vmin=0, vmax=top, interpolation="nearest")
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, extend="max")

@@ -25,7 +25,7 @@ def test_each_image_sits_in_its_cell_at_the_cells_size():
     assert np.allclose(array[0:8, 9:17], gray[..., None])
     assert np.array_equal(array[0:8, 18:26], np.ones((8, 8, 3)))  # no third y: white
     assert np.allclose(array[9:17, 0:8], high[0, 0].numpy()[..., None])
-    peak = np.unravel_index(error.argmax().item(), error.shape)
+    peak = np.unravel_index(error.argmax().item(), error.shape)  # one band: its mean is itself
     assert np.allclose(array[18 + peak[2], 9 * peak[0] + peak[3]], colormaps["magma"](1.0)[:3])
     assert labels == ["y", "x", f"error\n(0–{error.max().item():.2f})"]
 
@@ -36,3 +36,12 @@ def test_the_figure_is_one_inch_per_image(tmp_path):
     height, width = imread(path).shape[:2]
     assert width == round(120 * (1.2 + (5 * 18 - 2) / 16 + 0.1))
     assert height == round(120 * (0.45 + (2 * 18 - 2) / 16 + 0.1))
+
+
+def test_a_heat_row_of_three_bands_shows_their_mean():
+    error = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    array, labels, _, _ = mosaic([("x", torch.rand(2, 3, 8, 8)), ("std", error)], heat=("std",))
+    mean = error.mean(1)
+    top = mean.max().item()
+    assert labels[1] == f"std\n(0–{top:.2f})"
+    assert np.allclose(array[9:17, 0:8], colormaps["magma"](mean[0].numpy() / top)[..., :3])

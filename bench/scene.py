@@ -30,6 +30,7 @@ import torch
 from baselines.cnn import ResidualCNN
 from data import downscale, upsample
 from data.folder import read_image, test_rows
+from evaluation import quality
 from evaluation.superres import predictive_components
 from evaluation.tiles import super_resolve_scene
 from evaluation.uncertainty import spearman
@@ -146,8 +147,8 @@ def held_out(args) -> dict:
 
 
 def psnr(images: torch.Tensor, x: torch.Tensor, span: torch.Tensor) -> float:
-    """−10 log10 of the mean squared error over all pixels, each band's error in units of its range."""
-    return (-10 * ((images - x) / span[:, None, None]).pow(2).mean().log10()).item()
+    """The PSNR of a whole scene (C, H, W), each band's error in units of its range."""
+    return quality.psnr((images / span[:, None, None])[None], (x / span[:, None, None])[None]).item()
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from data import DataError, downscale, load_dataset, upsample
+from evaluation.progress import Stages
 from model.activation import ELU
 from model.conv import stage, zero_last
 from training.batches import epoch_batches, epoch_order
@@ -49,12 +49,11 @@ def train_cnn(net: ResidualCNN, data, steps: int, batch_size: int = 64, lr: floa
               progress: bool = False) -> list[float]:
     """Adam on the mean squared error of x̂(y) over ``steps`` minibatches of fresh training crops, in the
     epoch order the SRVAE's loop uses; ``schedule(step)`` multiplies the learning rate. Returns the
-    losses. With ``progress``, a bar on a terminal, else a line every tenth of the steps."""
+    losses. With ``progress``, a bar on a terminal, else a line every tenth of the steps (``Stages``)."""
     optimizer = adam(net.parameters(), lr)
     device = data.train_values.device
-    interactive, start, every = sys.stderr.isatty(), time.perf_counter(), max(1, steps // 10)
-    losses, bar = [], tqdm(total=steps, desc="training the CNN", unit="step", disable=not (progress and interactive),
-                           leave=False)
+    stage = Stages()("training the CNN", steps, "steps") if progress else None
+    losses = []
     while len(losses) < steps:
         for _, x, y in epoch_batches(data, epoch_order(data, batch_size), device):
             if schedule is not None:
@@ -66,13 +65,12 @@ def train_cnn(net: ResidualCNN, data, steps: int, batch_size: int = 64, lr: floa
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-            bar.update()
-            if progress and not interactive and (len(losses) % every == 0 or len(losses) == steps):
-                print(f"CNN step {len(losses):>6}/{steps}  MSE {losses[-1]:.3g}  {time.perf_counter() - start:7.1f} s",
-                      file=sys.stderr, flush=True)
+            if stage is not None:
+                stage(len(losses))
             if len(losses) == steps:
                 break
-    bar.close()
+    if stage is not None:
+        stage.close()
     return losses
 
 
@@ -126,8 +124,9 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     losses = train_cnn(net, data, args.steps, args.batch_size, args.lr,
                        lambda step: lr_factor(args.lr_schedule, step, args.steps), progress=True)
+    seconds = time.perf_counter() - start  # training only, as the SRVAE's train_seconds
     metrics = {**evaluate_cnn(net, data), "steps": args.steps, "final_loss": losses[-1], "seed": args.seed,
-               "parameters": sum(p.numel() for p in net.parameters()), "seconds": time.perf_counter() - start}
+               "parameters": sum(p.numel() for p in net.parameters()), "seconds": seconds}
     print(json.dumps(metrics, indent=1))
     if args.out is not None:
         args.out.write_text(json.dumps(metrics, indent=1))

@@ -29,8 +29,8 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def positive(kind):
-    """An argparse type: a number of ``kind`` (int or float) that must be > 0."""
+def positive(kind, zero: bool = False):
+    """An argparse type: a finite number of ``kind`` (int or float) that must be > 0 (≥ 0 with ``zero``)."""
     noun = "an integer" if kind is int else "a number"
 
     def parse(text):
@@ -38,8 +38,9 @@ def positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        if not 0 < value < math.inf:
-            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
+        positive_enough = value >= 0 if zero else value > 0
+        if not positive_enough or not value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else 'positive'} and finite, got {text}")
         return value
     return parse
 
@@ -179,8 +180,13 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
                         "most CPUs); the explicit-ELBO cross-check still passes under it (tests/test_amp.py); "
                         "evaluation stays float32")
     t.add_argument("--clip-norm", type=positive(float), default=defaults.clip_norm, metavar="C",
-                   help="clip the gradient's global L2 norm to C before each Adam step; a few times the "
-                        "grad_norm_median of history.csv guards against late breakdowns [no clipping]")
+                   help="clip the gradient's global L2 norm to C before each Adam step, as well as by "
+                        "--spike-clip [no fixed limit]")
+    t.add_argument("--spike-clip", type=positive(float, zero=True), default=defaults.spike_clip, metavar="K",
+                   help="clip the gradient's global L2 norm to K times the median norm of the last 200 good "
+                        "steps, so that one outlying step cannot set training back (history.csv counts the "
+                        "clipped_steps); Adam ignores a constant scale of the gradients, so ordinary steps are "
+                        "left alone; 0 = off [%(default)s]")
     t.add_argument("--max-bad-steps", type=positive(int), default=defaults.max_bad_steps, metavar="N",
                    help="a step with a non-finite loss or gradient is skipped and counted; stop (exit 3) after N "
                         "in a row, keeping the last good checkpoint [%(default)s]")

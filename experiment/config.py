@@ -6,8 +6,10 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from model.networks import Architecture
+from training.progress import SPIKE_CLIP
 
-CONFIG_VERSION = 3  # 1: the untyped dictionaries written before the version was recorded; 2: no scale_network
+CONFIG_VERSION = 4  # 1: the untyped dictionaries written before the version was recorded; 2: no scale_network;
+# 3: no spike_clip
 MIN_STEPS = 4000  # the default training budget's floor, in Adam steps
 IW_PIXEL_BUDGET = 64_000  # importance draws × pixel values per test image, by default
 IW_MIN_SAMPLES = 100
@@ -17,8 +19,9 @@ BEFORE_THESE_FLAGS = {"lr_schedule": "constant", "noise": "scalar", "augment": F
 EVALUATION_KEYS = ("eval_particles", "eval_repeats", "elbo_se", "eval_max_particles", "iw_samples", "sr_samples",
                    "sr_proposals", "sr_fit_steps", "seed", "mixture_kl", "local_steps",
                    "rgb_bands")  # what --evaluate takes from its command line
-RESUME_MAY_CHANGE = ("epochs", "lr", "clip_norm", "max_bad_steps", "checkpoint_every", "device", "data_dir",
-                     "test_images", *(key for key in EVALUATION_KEYS if key != "seed"))  # all else is the run's
+RESUME_MAY_CHANGE = ("epochs", "lr", "clip_norm", "spike_clip", "max_bad_steps", "checkpoint_every", "device",
+                     "data_dir", "test_images",
+                     *(key for key in EVALUATION_KEYS if key != "seed"))  # all else is the run's
 
 
 class ConfigError(ValueError):
@@ -73,6 +76,7 @@ class RunConfig:
     kl_warmup: int = 0
     amp: bool = False
     clip_norm: float | None = None
+    spike_clip: float = SPIKE_CLIP
     max_bad_steps: int = 10
     checkpoint_every: int = 0
     seed: int = 0
@@ -183,6 +187,8 @@ def migrate(saved: dict) -> dict:
         saved = {**BEFORE_THESE_FLAGS, **saved}
     if version <= 2:
         saved = {**saved, "scale_network": False}  # the log-scales were a second head of the mean's network
+    if version <= 3:
+        saved = {**saved, "spike_clip": 0.0}  # no step was clipped unless --clip-norm said so
     return {**saved, "version": CONFIG_VERSION}
 
 

@@ -81,8 +81,8 @@ def train_and_evaluate(config, data, resume: dict | None, ranks) -> int:
         write_json(out / "config.json", c.to_dict())
     interactive = writer and sys.stderr.isatty()
     options = TrainingOptions(c.epochs, c.batch_size, c.lr, c.lr_schedule, c.kl_warmup, c.amp, c.clip_norm,
-                              c.max_bad_steps, c.checkpoint_every, c.device, monitor_test=True, ranks=ranks,
-                              order=order)
+                              c.spike_clip, c.max_bad_steps, c.checkpoint_every, c.device, monitor_test=True,
+                              ranks=ranks, order=order)
     try:
         with stop_on_signals() as stop_requested:
             callbacks = Callbacks(interactive, progress_lines(c.epochs) if writer and not interactive else None,

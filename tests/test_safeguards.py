@@ -71,6 +71,48 @@ def test_gradient_clipping_bounds_the_global_norm_and_reports_the_norm_before_it
     assert abs(clipped.norm().item() - 1.0) < 1e-6 and torch.allclose(clipped[:1], torch.tensor([0.6]))
 
 
+def test_the_spike_limit_is_k_times_the_recent_median_norm_and_never_above_a_fixed_clip():
+    from training.progress import Progress
+
+    state = Progress()
+    state.start_epoch([], "cpu")
+    assert state.clip_limit(None, 4.0) is None and state.clip_limit(7.0, 4.0) == 7.0  # nothing to judge by yet
+    for norm in range(1, 22):  # 21 good steps, norms 1 … 21: median 11
+        state.good_step(torch.tensor(-64.0), 64, torch.tensor(float(norm)))
+    assert state.clip_limit(None, 4.0).item() == 44.0
+    assert state.clip_limit(30.0, 4.0).item() == 30.0 and state.clip_limit(100.0, 4.0).item() == 44.0
+    assert state.clip_limit(None, 0.0) is None and state.clip_limit(5.0, None) == 5.0  # 0 or None: off
+
+
+def test_a_step_whose_gradient_spikes_is_clipped_to_k_times_the_recent_median_and_counted(digits, monkeypatch):
+    """Step 30's gradient is blown up 10⁴ times while its loss stays as it was (not absurd, so not
+    skipped): the step is taken with its gradient scaled down to 4 × the median norm of the steps before."""
+    import training.loop
+
+    srvae, guide = build()
+    seen = []
+
+    def recorded(params, limit):
+        norm = gradient_norm(params, limit)
+        after = torch.cat([p.grad.flatten() for p in params if p.grad is not None]).norm()
+        seen.append((norm.item(), after.item(), None if limit is None else float(limit)))
+        return norm
+
+    def spike(call, objective, x, y=None, **options):
+        loss = objective(x, y, **options)
+        return loss + (1e4 - 1) * (loss - loss.detach()) if call == 30 else loss  # the same value, 10⁴ × its gradient
+
+    monkeypatch.setattr(training.loop, "gradient_norm", recorded)
+    history = train(srvae, guide, digits, Tapped(make_objective("pyro", srvae, guide), spike),
+                    TrainingOptions(epochs=2, spike_clip=4.0))
+    norm, after, limit = seen[29]
+    recent = torch.tensor([before for before, _, _ in seen[:29]])  # the good steps before: fewer than RECENT_STEPS
+    assert limit == pytest.approx(4.0 * recent.median().item(), rel=1e-6)
+    assert norm > 1e3 * limit and after == pytest.approx(limit, rel=1e-4)
+    assert [row["skipped_steps"] for row in history] == [0, 0] and history[1]["clipped_steps"] >= 1
+    assert all(limit is None for _, _, limit in seen[:20])  # judged once 20 good steps are known
+
+
 def test_history_records_each_epochs_median_and_largest_gradient_norm(digits, monkeypatch):
     """The loop's own norms of the good steps, before clipping: their median and maximum per epoch."""
     import training.loop

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from model.elbo import explicit_elbo
 from training.batches import epoch_batches, epoch_order
 from training.distributed import SingleProcess
-from training.progress import Progress
+from training.progress import SPIKE_CLIP, Progress
 from training.rng import rng_state, set_rng_state
 from training.warmup import kl_scale, lr_factor
 
@@ -40,13 +40,13 @@ def adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
-def gradient_norm(params, clip_norm: float | None) -> torch.Tensor:
-    """‖∇‖₂ over every parameter's gradient, clipped to ``clip_norm`` when given (the norm returned is
-    the one before clipping)."""
-    with_grad = [p for p in params if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm([p.grad for p in with_grad])
+def gradient_norm(params, clip_norm: torch.Tensor | float | None) -> torch.Tensor:
+    """‖∇‖₂ over every parameter's gradient, the gradients scaled down to a norm of ``clip_norm`` (a
+    number or a tensor) when it is lower; the norm returned is the one before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads)
     if clip_norm is not None:
-        torch.nn.utils.clip_grads_with_norm_(with_grad, clip_norm, norm)
+        torch._foreach_mul_(grads, (clip_norm / (norm + 1e-6)).clamp(max=1.0))
     return norm
 
 
@@ -55,7 +55,8 @@ class TrainingOptions:
     """How to train: ``epochs`` passes of minibatches of ``batch_size`` images, Adam at learning rate
     ``lr`` times the ``lr_schedule``'s factor (``training.warmup.lr_factor``), the KL terms scaled by β
     rising from 0 to 1 over ``kl_warmup`` epochs (0: none), bfloat16 autocast with ``amp``, the
-    gradient's norm clipped to ``clip_norm``, a stop after ``max_bad_steps`` skipped steps in a row, a
+    gradient's norm clipped to ``clip_norm`` and to ``spike_clip`` times the running median of the recent
+    steps' (``Progress.clip_limit``; None or 0: not), a stop after ``max_bad_steps`` skipped steps in a row, a
     checkpoint every ``checkpoint_every`` steps as well as after each epoch (0: after each epoch only),
     on ``device`` (default: where the data live), and with ``monitor_test`` a −ELBO of the test images
     after each epoch. Data-parallel training: ``ranks`` (``training.distributed``), and ``order(epoch)``
@@ -68,6 +69,7 @@ class TrainingOptions:
     kl_warmup: int = 0
     amp: bool = False
     clip_norm: float | None = None
+    spike_clip: float | None = SPIKE_CLIP
     max_bad_steps: int = 10
     checkpoint_every: int = 0
     device: str | None = None
@@ -96,7 +98,7 @@ def train(model, guide, data, objective: nn.Module, options: TrainingOptions, ca
 
     Returns one history row per epoch: the mean training loss per image, with ``monitor_test`` a
     one-sample explicit −ELBO per test image (for the loss curves), γ₁, γ₂, the KL scale, the steps
-    skipped, the median and largest gradient norm, and the elapsed seconds. The test −ELBO is never
+    skipped and those clipped, the median and largest gradient norm, and the elapsed seconds. The test −ELBO is never
     KL-scaled, and stays float32 under ``amp``.
 
     Safeguards:
@@ -154,12 +156,13 @@ def train(model, guide, data, objective: nn.Module, options: TrainingOptions, ca
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss = loss.detach()
-            norm = gradient_norm(params, o.clip_norm)
+            limit = state.clip_limit(o.clip_norm, o.spike_clip)
+            norm = gradient_norm(params, limit)
             good = torch.isfinite(loss) & torch.isfinite(norm) & ~state.absurd(loss / len(index), norm)
             good, stop = ranks.agree(good, callbacks.should_stop is not None and callbacks.should_stop())
             if good:
                 optimizer.step()
-                state.good_step(loss, len(index), norm)
+                state.good_step(loss, len(index), norm, False if limit is None else norm > limit)
             else:
                 state.bad_step()
                 if state.in_a_row >= o.max_bad_steps:
@@ -175,7 +178,7 @@ def train(model, guide, data, objective: nn.Module, options: TrainingOptions, ca
         images = ranks.count(state.images)
         row = {"epoch": epoch, "train_loss": ranks.sum(state.total).item() / max(images, 1),
                "kl_scale": kl_scale(epoch, 1.0, o.kl_warmup),
-               "skipped_steps": state.skipped, **state.gradient_norms()}
+               "skipped_steps": state.skipped, "clipped_steps": int(state.clipped), **state.gradient_norms()}
         if test_x is not None and guide.amortized:  # a local guide knows only its own images
             with torch.no_grad():
                 test = -explicit_elbo(model, guide.guide, test_x, test_y).elbo.mean()

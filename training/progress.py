@@ -7,19 +7,21 @@ import torch
 
 RECENT_STEPS = 200  # the good steps whose losses and gradient norms judge a new step
 SPIKE = 100.0  # how far above those a step's loss must be to be absurd
+SPIKE_CLIP = 4.0  # by default a step's gradient norm is clipped to this many times theirs
 RECENT_EPOCHS = 20  # the finished epochs whose test −ELBO judges the next
 
 
 class Progress:
     """The loop's position and running sums: ``epoch`` epochs done, ``step`` steps of the next one
     done, taken in the batch ``order`` drawn for it; the summed loss (``total``) and image count of
-    its good steps, and their gradient norms (``norms``); steps skipped in it and in a row; steps done
+    its good steps, and their gradient norms (``norms``); steps skipped in it and in a row, and steps
+    clipped in it (``clip_limit``); steps done
     and seconds spent in all; the history rows of the finished epochs; the loss per image and gradient
     norm of the last ``RECENT_STEPS`` good steps (``recent``, across epochs), which judge the next."""
 
     def __init__(self):
         self.epoch, self.step, self.order = 0, 0, None
-        self.total, self.images, self.skipped, self.in_a_row = None, 0, 0, 0
+        self.total, self.images, self.skipped, self.in_a_row, self.clipped = None, 0, 0, 0, 0
         self.norms = []
         self.steps_done, self.seconds, self.history = 0, 0.0, []
         self.recent = None
@@ -51,6 +53,19 @@ class Progress:
         spread = statistics.median(abs(loss - median) for loss in before)
         return test_loss - median > SPIKE * (abs(median) + spread)
 
+    def clip_limit(self, clip_norm: float | None, spike_clip: float | None) -> torch.Tensor | float | None:
+        """The norm the next step's gradient is clipped to: ``clip_norm``, and ``spike_clip`` × the median
+        gradient norm of the recent good steps (once 20 are known), whichever is lower; None for
+        neither. Adam's update does not depend on a constant scale of the gradients, so clipping at a
+        multiple of their running median leaves ordinary steps, and a norm that grows over epochs as a
+        per-pixel σ sharpens, alone: it only stops one outlying step from filling Adam's first moment
+        with a direction and its second with a size that the following steps then follow for tens of
+        steps, the start of a training setback. A tensor (no sync)."""
+        if not spike_clip or self.recent is None or len(self.recent) < 20:
+            return clip_norm
+        limit = spike_clip * self.recent[:, 1].median().float()
+        return limit if clip_norm is None else limit.clamp(max=clip_norm)
+
     def typical_norm(self) -> float:
         """The median gradient norm of the recent good steps (nan before any)."""
         return float("nan") if self.recent is None else self.recent[:, 1].median().item()
@@ -58,10 +73,13 @@ class Progress:
     def start_epoch(self, order: list, device) -> None:
         self.order, self.step = order, 0
         self.total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
-        self.images, self.skipped, self.norms = 0, 0, []
+        self.images, self.skipped, self.clipped, self.norms = 0, 0, 0, []
 
-    def good_step(self, loss: torch.Tensor, images: int, norm: torch.Tensor) -> None:
+    def good_step(self, loss: torch.Tensor, images: int, norm: torch.Tensor, clipped=False) -> None:
+        """Counts a step that updated the parameters: its loss, its gradient ``norm`` before clipping, and
+        whether it was ``clipped`` (a tensor or a bool, summed without a sync)."""
         self.total += loss
+        self.clipped = self.clipped + clipped
         self.norms.append(norm)  # kept on the device: no sync per step
         self.images += images
         self.in_a_row = 0
@@ -90,7 +108,8 @@ class Progress:
         return {"epoch": self.epoch, "step": self.step, "steps_done": self.steps_done, "seconds": self.seconds,
                 "order": None if self.order is None else [index.cpu() for index in self.order],
                 "total": None if self.total is None else self.total.cpu(), "images": self.images,
-                "skipped": self.skipped, "in_a_row": self.in_a_row, "history": list(self.history),
+                "skipped": self.skipped, "clipped": int(self.clipped), "in_a_row": self.in_a_row,
+                "history": list(self.history),
                 "norms": torch.stack(self.norms).cpu() if self.norms else torch.zeros(0, device="cpu"),
                 "recent": None if self.recent is None else self.recent.cpu()}
 
@@ -101,6 +120,7 @@ class Progress:
         state = cls()
         for key in ("epoch", "step", "steps_done", "seconds", "images", "skipped", "in_a_row"):
             setattr(state, key, saved[key])
+        state.clipped = saved.get("clipped", 0)  # absent before steps were clipped by default
         state.history = list(saved["history"])
         if saved.get("recent") is not None:  # absent before absurd steps were judged
             state.recent = saved["recent"].to(device)

@@ -47,9 +47,10 @@ def predictive_draws(model, guide, y: torch.Tensor, num_samples: int = 100, prop
 
 def predictive_components(model, guide, y: torch.Tensor, num_samples: int = 100, proposals: int = 0,
                           fit_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``predictive_draws``, and the standard deviations of the p(x | y, z) each draw came from (None
-    where they have no closed form: the discretized Gaussian). The S components (mean, std) are a
-    Gaussian mixture whose exact moments and quantiles need far fewer draws than the draws' own."""
+    """``predictive_draws``, and the standard deviations of the p(x | y, z) each draw came from where
+    that is a Gaussian (None else: the discretized Gaussian, the Laplace). The S components (mean,
+    std) are a Gaussian mixture whose exact moments and quantiles need far fewer draws than the
+    draws' own."""
     if num_samples < 1:
         raise ValueError(f"the number of super-resolution samples must be positive, got {num_samples}")
     guide_fn = fit_posterior_given_y(model, y, fit_steps) if fit_steps else guide.guide
@@ -75,11 +76,10 @@ def decoder_mean(site) -> torch.Tensor:
 
 
 def decoder_stddev(site) -> torch.Tensor | None:
-    """The standard deviation of the distribution a sample site drew from, or None without a closed form."""
-    try:
-        return site["fn"].stddev.expand_as(site["value"])
-    except NotImplementedError:
-        return None
+    """The standard deviation of the Gaussian a sample site drew from, or None for any other distribution
+    (whose mixture's quantiles are not the Gaussian mixture's)."""
+    fn = site["fn"].base_dist if isinstance(site["fn"], torch.distributions.Independent) else site["fn"]
+    return fn.stddev.expand_as(site["value"]) if isinstance(fn, torch.distributions.Normal) else None
 
 
 class GaussianPosterior(nn.Module):

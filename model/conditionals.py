@@ -9,19 +9,21 @@ import torch
 from torch import nn
 
 from model.distributions import DiscretizedNormal
-from model.likelihood import discretized_gaussian_log_likelihood, gaussian_log_likelihood
+from model.likelihood import discretized_gaussian_log_likelihood, gaussian_log_likelihood, laplace_log_likelihood
 from model.networks import Architecture, features
 
 NOISE = {"scalar": "one learned γ for every pixel (the seed's model)",
          "band": "one learned γ per band (the seed's model band by band)",
          "pixel": "a per-pixel scale σ(parents) from a second output of the decoder (heteroscedastic)"}
+FAMILIES = ("gaussian", "laplace")  # the continuous decoders' distribution of each pixel
 
 
-class GaussianImage(nn.Module):
+class ImageDecoder(nn.Module):
     """N(mean(h), diag σ²) over an image of shape ``image_shape`` (SPEC §2), with σ after ``noise``
     (``NOISE``): one learned γ (seed eq. 11), one γ per band, or a per-pixel σ from the decoder.
     With ``levels`` set, the same Gaussian's mass on each pixel's bin of width 1/levels instead
-    (the discretized likelihood of SPEC §4).
+    (the discretized likelihood of SPEC §4). With ``family`` "laplace", each pixel Laplace(mean, σ)
+    instead of the Gaussian: σ is then its scale b (its std √2·b).
 
     σ = γ_min + exp(ρ + r): ρ learned (per band, or one), r the decoder's log-scale output (0
     unless ``noise`` is "pixel"). The floor γ_min (a buffer, saved with the model) keeps the
@@ -29,7 +31,7 @@ class GaussianImage(nn.Module):
     """
 
     def __init__(self, net: nn.Module, image_shape, gamma_init=0.1, gamma_min=1e-3, levels=None, noise="scalar",
-                 link="sigmoid"):
+                 link="sigmoid", family="gaussian"):
         """``net`` maps the parents to the mean through ``link``: the logits of the mean (the mean is
         their sigmoid), or the mean itself ("identity"); followed, for a per-pixel σ, by as many
         channels of raw log-scales."""
@@ -38,8 +40,11 @@ class GaussianImage(nn.Module):
             raise ValueError(f"need 0 < gamma_min < gamma_init, got {gamma_min}, {gamma_init}")
         if noise not in NOISE:
             raise ValueError(f"unknown noise model {noise!r}; choose from {', '.join(NOISE)}")
+        if family not in FAMILIES or (family != "gaussian" and levels is not None):
+            raise ValueError(f"unknown decoder family {family!r} (with levels {levels}); choose from "
+                             f"{', '.join(FAMILIES)}, only gaussian when discretized")
         self.image_shape = tuple(image_shape)
-        self.levels, self.noise = levels, noise
+        self.levels, self.noise, self.family = levels, noise, family
         self.link = torch.sigmoid if link == "sigmoid" else (lambda mean: mean)
         self.net = net
         self.register_buffer("gamma_min", torch.tensor(float(gamma_min)))
@@ -63,6 +68,8 @@ class GaussianImage(nn.Module):
 
     def forward(self, *parents: torch.Tensor) -> dist.Independent:
         mean, scale = self.mean_and_scale(*parents)
+        if self.family == "laplace":
+            return dist.Laplace(mean, scale).to_event(3)
         if self.levels is None:
             return dist.Normal(mean, scale).to_event(3)
         return DiscretizedNormal(mean, scale, self.levels).to_event(3)
@@ -71,22 +78,24 @@ class GaussianImage(nn.Module):
                        ) -> torch.Tensor:
         """The explicit log-likelihood of each image given the decoder's mean (and, for a per-pixel σ, its
         ``scale``; else γ): seed eq. 16 (corrected) for one γ, its diagonal form for a γ per band or per
-        pixel (SPEC §2), the sum of log bin masses for the discretized one."""
+        pixel (SPEC §2), the sum of log bin masses for the discretized one, the Laplace's for a Laplace."""
         if self.noise != "pixel":
             scale = self.gamma
+        if self.family == "laplace":
+            return laplace_log_likelihood(value, mean, scale)
         if self.levels is None:
             return gaussian_log_likelihood(value, mean, scale)
         return discretized_gaussian_log_likelihood(value, mean, scale, self.levels)
 
 
-class PYGivenU(GaussianImage):
+class PYGivenU(ImageDecoder):
     """p(y | u) = N(ŷ(u), γ₂²·I) over the k_y pixels of the LR image."""
 
     def __init__(self, latent_u, y_shape, arch: Architecture, **gamma):
         super().__init__(arch.image_decoder(latent_u, y_shape), y_shape, **gamma)
 
 
-class PXGivenYZ(GaussianImage):
+class PXGivenYZ(ImageDecoder):
     """p(x | y, z) = N(x̂(y, z), γ₁²·I) over the k_x pixels of the HR image, or with γ₁ per band or
     σ₁(y, z) per pixel (``noise``). The convolutional x̂ is bicubic(y) plus what the network adds
     (no sigmoid, as the residual CNNs of super-resolution: the same gradient for dark pixels as for

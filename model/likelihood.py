@@ -1,4 +1,5 @@
-"""The Gaussian decoder log-likelihood in the seed's form (SPEC §4; seed eq. 12, 15, 16 corrected)."""
+"""The decoders' explicit log-likelihoods: the Gaussian in the seed's form (SPEC §4; seed eq. 12, 15, 16
+corrected), its discretized form, and the Laplace (the same diagonal form with |·| for (·)²)."""
 
 import math
 
@@ -24,6 +25,17 @@ def gaussian_log_likelihood(x: torch.Tensor, x_hat: torch.Tensor, gamma: torch.T
     gamma = gamma.expand(torch.broadcast_shapes(gamma.shape, x.shape, x_hat.shape))
     per_pixel = torch.log(gamma) + (x - x_hat).pow(2) / (2 * gamma**2)
     return -0.5 * k * math.log(2 * math.pi) - per_pixel.flatten(-3).sum(-1)
+
+
+def laplace_log_likelihood(x: torch.Tensor, x_hat: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """log Π Laplace(xᵢ; x̂ᵢ, bᵢ) per image = −k·log 2 − Σᵢ log bᵢ − Σᵢ |xᵢ − x̂ᵢ|/bᵢ, with ``scale`` b a
+    scalar, per band or per pixel (the std of each pixel is √2·bᵢ). Against the Gaussian it gives
+    the centre of each pixel's distribution more mass and its tails more reach, for the same
+    variance: the shape of errors that are mostly small and sometimes large."""
+    k = x.shape[-3:].numel()
+    scale = scale.expand(torch.broadcast_shapes(scale.shape, x.shape, x_hat.shape))
+    per_pixel = torch.log(scale) + (x - x_hat).abs() / scale
+    return -k * math.log(2) - per_pixel.flatten(-3).sum(-1)
 
 
 def log_bin_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -22,20 +22,21 @@ class SRVAE(nn.Module):
 
     ``p_u`` is a prior module (``model.priors``); the three conditionals are learned, with networks
     built by ``arch`` (MLP or convolutional). ``levels`` switches both image decoders to the
-    discretized likelihood on that many pixel levels. ``noise`` is the scale of p(x | y, z): one γ₁,
-    one per band, or a per-pixel σ₁(y, z) (``model.conditionals.NOISE``).
+    discretized likelihood on that many pixel levels, ``family`` "laplace" to Laplace pixels.
+    ``noise`` is the scale of p(x | y, z): one γ₁, one per band, or a per-pixel σ₁(y, z)
+    (``model.conditionals.NOISE``).
     """
 
     models_y = True  # its density is of (x, y); the VAE baseline's of x alone
 
     def __init__(self, x_shape, prior: nn.Module, latent_u=4, latent_z=8, scale=2, arch=MLP,
-                 gamma_init=0.1, gamma_min=1e-3, levels=None, noise="scalar"):
+                 gamma_init=0.1, gamma_min=1e-3, levels=None, noise="scalar", family="gaussian"):
         super().__init__()
         self.x_shape = tuple(x_shape)
         self.y_shape = lr_shape(self.x_shape, scale)
         self.levels = levels
         self.latent_u, self.latent_z = latent_u, latent_z
-        gamma = {"gamma_init": gamma_init, "gamma_min": gamma_min, "levels": levels}
+        gamma = {"gamma_init": gamma_init, "gamma_min": gamma_min, "levels": levels, "family": family}
         self.p_u = prior
         self.p_y_given_u = PYGivenU(latent_u, self.y_shape, arch, **gamma)
         self.p_z_given_yu = PZGivenYU(self.y_shape, latent_u, latent_z, arch)

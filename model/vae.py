@@ -7,12 +7,12 @@ import pyro.distributions as dist
 from torch import nn
 
 from data.downscale import downscale, row_norms
-from model.conditionals import GaussianImage
+from model.conditionals import ImageDecoder
 from model.networks import MLP, Architecture
 from model.srvae import data_plate, lr_shape
 
 
-class PXGivenZ(GaussianImage):
+class PXGivenZ(ImageDecoder):
     """p(x | z) = N(x̂(z), γ²·I) over the k_x pixels (or its discretized form)."""
 
     def __init__(self, latent, x_shape, arch: Architecture, **gamma):

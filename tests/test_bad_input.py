@@ -221,6 +221,8 @@ CASES = {
     "crop on the digits": ("data", lambda r, t: ["--crop", "4"], "--crop works with --dataset folder only"),
     "per-pixel scale for the VAE": ("command line", lambda r, t: ["--model", "vae", "--noise", "pixel"],
                                     "--noise pixel is a scale of the SRVAE's p(x | y, z)"),
+    "Laplace decoders for the VAE": ("command line", lambda r, t: ["--model", "vae", "--likelihood", "laplace"],
+                                     "--likelihood laplace is the SRVAE's"),
     "β-NLL with the explicit objective": ("command line", lambda r, t: ["--objective", "explicit", "--nll-beta", "0.5"],
                                           "--nll-beta weighs the pixels through Pyro's Trace_ELBO"),
     "split on the digits": ("data", lambda r, t: ["--split", "rows"], "--split works with --dataset folder only"),

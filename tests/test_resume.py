@@ -150,7 +150,7 @@ def test_diverging_training_stops_with_exit_3_and_keeps_the_last_good_checkpoint
     line = result.stderr.strip().splitlines()[-1]
     assert ("training stopped: 4 steps in a row had a non-finite or absurd loss or gradient (epoch 1, step 5 of 90)"
             in line)
-    assert "--clip-norm" in line and "--clip-norm 100" not in line  # five times the run's own gradient norm
+    assert "--clip-norm" in line and "--clip-norm 100" not in line  # twice the run's own gradient norm
     assert "a learning rate too high (--lr 1e+30)" in line and f"--resume {out}" in line
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["training"]["progress"]["steps_done"] == 0  # the state before the first step: the last good one

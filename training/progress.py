@@ -92,8 +92,7 @@ class Progress:
 
     def gradient_norms(self) -> dict:
         """The median and the largest gradient norm of the epoch's good steps (before clipping): a
-        breakdown shows as a largest norm orders of magnitude above the median, and ``--clip-norm``
-        is best set a few times the median of a stable run."""
+        breakdown shows as a largest norm orders of magnitude above the median."""
         if not self.norms:
             return {"grad_norm_median": float("nan"), "grad_norm_max": float("nan")}
         norms = torch.stack(self.norms).double().cpu()

@@ -169,9 +169,10 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
     t.add_argument("--lr-schedule", default=defaults.lr_schedule, choices=list(LR_SCHEDULES),
                    help="; ".join(f"{k} = {v}" for k, v in LR_SCHEDULES.items()) + " [%(default)s]")
     t.add_argument("--nll-beta", type=float, default=defaults.nll_beta, metavar="BETA",
-                   help="training only: weigh each pixel's log-density of x by σ^(2·BETA), normalized and not "
-                        "differentiated (β-NLL), so that a per-pixel scale does not starve the fit of the mean "
-                        "where the detail is; 0 = the ELBO itself; the reported ELBO is always the ELBO "
+                   help="training only: weigh each pixel's log-density of x by σ^(2·BETA) (b^BETA for a "
+                        "Laplace), normalized and not differentiated (β-NLL), so that a per-pixel scale does "
+                        "not starve the fit of the mean where the detail is; 0 = the ELBO itself; the reported "
+                        "ELBO is always the ELBO "
                         "[with --noise pixel and --objective pyro: 1 with --scale-network, else 0.5; else 0]")
     t.add_argument("--kl-warmup", type=int, default=defaults.kl_warmup, metavar="EPOCHS",
                    help="scale the KL terms from 0 to 1 over this many epochs (0 = no warm-up); the reported "

@@ -97,9 +97,10 @@ class PYGivenU(ImageDecoder):
 
 class PXGivenYZ(ImageDecoder):
     """p(x | y, z) = N(x̂(y, z), γ₁²·I) over the k_x pixels of the HR image, or with γ₁ per band or
-    σ₁(y, z) per pixel (``noise``). The convolutional x̂ is bicubic(y) plus what the network adds
-    (no sigmoid, as the residual CNNs of super-resolution: the same gradient for dark pixels as for
-    bright ones); the MLP's is the sigmoid of its output added to the logit of bicubic(y)."""
+    σ₁(y, z) per pixel (``noise``), or Laplace pixels (``family``). The convolutional x̂ is bicubic(y)
+    plus what the network adds (no sigmoid, as the residual CNNs of super-resolution: the same
+    gradient for dark pixels as for bright ones); the MLP's is the sigmoid of its output added to the
+    logit of bicubic(y)."""
 
     def __init__(self, y_shape, latent_z, x_shape, scale, arch: Architecture, noise="scalar", **gamma):
         heads = 2 if noise == "pixel" else 1

@@ -229,6 +229,10 @@ def test_the_beta_nll_weights_are_one_for_one_scale_and_give_the_batch_squared_e
     (gradient,) = torch.autograd.grad(weighted, loc)
     # (x − x̂)·σ²/σ² over the batch's mean σ²: the squared error's gradient, the same factor for every pixel
     torch.testing.assert_close(gradient, (x - loc.detach()) / scale.pow(2).mean())
+    laplace = PixelWeighted(dist.Laplace(loc, scale).to_event(3), 1.0).log_prob(x).sum()
+    (gradient,) = torch.autograd.grad(laplace, loc)
+    # sign(x − x̂)·b/b over the batch's mean b: the absolute error's gradient, the same factor for every pixel
+    torch.testing.assert_close(gradient, (x - loc.detach()).sign() / scale.mean())
 
 
 def test_a_scale_network_of_its_own_leaves_the_mean_to_its_network():

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pyro.distributions import TorchDistribution
 from pyro.poutine.messenger import Messenger
+from torch.distributions import Laplace
 
 LATENT_SITES = ("u", "z")  # their log p − log q make up KL_u and KL_z; y and x are reconstructions
 
@@ -49,13 +50,15 @@ def lr_factor(schedule: str, done: int, total: int) -> float:
 
 
 class PixelWeighted(TorchDistribution):
-    """A decoder of x, ``fn`` (image event dims, a Normal or discretized base with a per-pixel
-    ``scale``), whose log-density weighs pixel i by wᵢ = σᵢ^{2β} / mean_j σⱼ^{2β}, not differentiated,
+    """A decoder of x, ``fn`` (image event dims, a Normal, discretized or Laplace base with a per-pixel
+    ``scale``), whose log-density weighs pixel i by wᵢ = σᵢ^{pβ} / mean_j σⱼ^{pβ}, not differentiated,
     the mean over every pixel of the batch: the β-NLL of Seitzer et al. (2022). The weights average 1,
-    so the term keeps its size against the KLs. Its gradient in the mean, wᵢ·(xᵢ − x̂ᵢ)/σᵢ², is at
-    β = 1 the squared error's over the whole batch, (xᵢ − x̂ᵢ)/mean σ², where the ELBO's (β = 0) gives
-    up on the pixels it calls uncertain; the σ that maximizes it is the ELBO's. A training surrogate,
-    like the KL warm-up: what is reported is the ELBO itself."""
+    so the term keeps its size against the KLs. p is the power of σ in the log-density's gradient in
+    the mean: 2 for the Gaussian's (xᵢ − x̂ᵢ)/σᵢ², where β = 1 gives the squared error's gradient over
+    the whole batch, (xᵢ − x̂ᵢ)/mean σ²; 1 for the Laplace's sign(xᵢ − x̂ᵢ)/bᵢ, where β = 1 gives the
+    absolute error's, sign(xᵢ − x̂ᵢ)/mean b. The ELBO's (β = 0) gives up on the pixels it calls
+    uncertain; the σ that maximizes it is the ELBO's. A training surrogate, like the KL warm-up: what
+    is reported is the ELBO itself."""
 
     arg_constraints: ClassVar[dict] = {}
 
@@ -76,7 +79,8 @@ class PixelWeighted(TorchDistribution):
     def log_prob(self, value):
         base = self.fn.base_dist
         per_pixel = base.log_prob(value)
-        weights = base.scale.detach().pow(2 * self.beta).expand_as(per_pixel)
+        power = 1 if isinstance(base, Laplace) else 2
+        weights = base.scale.detach().pow(power * self.beta).expand_as(per_pixel)
         weights = weights / weights.mean()
         return (weights * per_pixel).flatten(-3).sum(-1)
 

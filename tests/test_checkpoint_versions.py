@@ -74,3 +74,9 @@ def test_a_checkpoint_written_by_the_first_version_evaluates_to_the_numbers_it_h
         assert now[key] == then[key], key
     assert now["sr_psnr"] == pytest.approx(then["sr_psnr"], rel=1e-6)  # the same PSNR, its float32 sums reordered
     assert json.loads((tmp_path / "config.json").read_text())["version"] == CONFIG_VERSION
+
+
+def test_a_run_of_version_3_resumes_without_spike_clipping_as_it_was_trained():
+    saved = {key: value for key, value in RunConfig().to_dict().items() if key != "spike_clip"}
+    config = RunConfig.from_dict({**saved, "version": 3})
+    assert config.spike_clip == 0.0 and RunConfig().spike_clip == 4.0

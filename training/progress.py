@@ -6,6 +6,7 @@ import statistics
 import torch
 
 RECENT_STEPS = 200  # the good steps whose losses and gradient norms judge a new step
+JUDGED_AFTER = 20  # how many of them must be known before a step is judged
 SPIKE = 100.0  # how far above those a step's loss must be to be absurd
 SPIKE_CLIP = 4.0  # by default a step's gradient norm is clipped to this many times theirs
 RECENT_EPOCHS = 20  # the finished epochs whose test −ELBO judges the next
@@ -15,9 +16,9 @@ class Progress:
     """The loop's position and running sums: ``epoch`` epochs done, ``step`` steps of the next one
     done, taken in the batch ``order`` drawn for it; the summed loss (``total``) and image count of
     its good steps, and their gradient norms (``norms``); steps skipped in it and in a row, and steps
-    clipped in it (``clip_limit``); steps done
-    and seconds spent in all; the history rows of the finished epochs; the loss per image and gradient
-    norm of the last ``RECENT_STEPS`` good steps (``recent``, across epochs), which judge the next."""
+    clipped in it (``clip_limit``); steps done and seconds spent in all; the history rows of the
+    finished epochs; the loss per image and gradient norm of the last ``RECENT_STEPS`` good steps
+    (``recent``, across epochs), which judge the next."""
 
     def __init__(self):
         self.epoch, self.step, self.order = 0, 0, None
@@ -32,8 +33,8 @@ class Progress:
         A breakdown starts as such a step: its loss, finite but orders of magnitude off, would move
         the parameters and Adam's moments to where no later step recovers. The gradient norm is not
         judged: it legitimately grows by orders of magnitude within an epoch as a per-pixel σ
-        sharpens, and Adam's step is bounded whatever its size. Judged once 20 good steps are known."""
-        if self.recent is None or len(self.recent) < 20:
+        sharpens, and Adam's step is bounded whatever its size. Judged once ``JUDGED_AFTER`` good steps are known."""
+        if not self.judges():
             return torch.zeros((), dtype=torch.bool, device=norm.device)
         median = self.recent[:, 0].median()
         spread = (self.recent[:, 0] - median).abs().median()
@@ -53,15 +54,19 @@ class Progress:
         spread = statistics.median(abs(loss - median) for loss in before)
         return test_loss - median > SPIKE * (abs(median) + spread)
 
+    def judges(self) -> bool:
+        """Whether enough recent good steps are known to judge the next (``JUDGED_AFTER``)."""
+        return self.recent is not None and len(self.recent) >= JUDGED_AFTER
+
     def clip_limit(self, clip_norm: float | None, spike_clip: float | None) -> torch.Tensor | float | None:
         """The norm the next step's gradient is clipped to: ``clip_norm``, and ``spike_clip`` × the median
-        gradient norm of the recent good steps (once 20 are known), whichever is lower; None for
+        gradient norm of the recent good steps (once ``JUDGED_AFTER`` are known), whichever is lower; None for
         neither. Adam's update does not depend on a constant scale of the gradients, so clipping at a
         multiple of their running median leaves ordinary steps, and a norm that grows over epochs as a
         per-pixel σ sharpens, alone: it only stops one outlying step from filling Adam's first moment
         with a direction and its second with a size that the following steps then follow for tens of
         steps, the start of a training setback. A tensor (no sync)."""
-        if not spike_clip or self.recent is None or len(self.recent) < 20:
+        if not spike_clip or not self.judges():
             return clip_norm
         limit = spike_clip * self.recent[:, 1].median().float()
         return limit if clip_norm is None else limit.clamp(max=clip_norm)

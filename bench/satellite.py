@@ -1,20 +1,25 @@
 """The SRVAE against bicubic upsampling and a deterministic residual CNN on a real scene (not a test):
 
     python -m bench.satellite [--seeds 0 1 2] [--epochs N] [--data-dir data/sentinel2] [--crop 32]
+                              [--run-args "--likelihood laplace" --key satellite_laplace]
 
 For each seed it runs the README's command, ``python run.py --dataset folder --data-dir DIR --crop P``
-(every other flag at its default; ``--epochs`` only to measure a shorter budget), then trains
+(every other flag at its default; ``--epochs`` only to measure a shorter budget, ``--run-args`` to
+measure a variant under its own ``--key``), then trains
 ``baselines.cnn`` on the same crops for the same number of Adam steps, and evaluates both on the
 same held-out test tiles. It prints the mean and spread over seeds of PSNR, SSIM, MAE or CRPS,
-coverage, the std–error correlation and AUSE, per band too, and writes them to
-``bench/results.json`` under "satellite". A run already finished in ``--out`` (its ``metrics.json``,
+coverage, the std–error correlation and AUSE, per band too, and the training's stability (the largest
+rise of the test −ELBO above its best before, the steps skipped and clipped), and writes them to
+``bench/results.json`` under "satellite" (or ``--key``). A run already finished in ``--out`` (its ``metrics.json``,
 or the CNN's JSON file) is read, not run again: seeds trained apart, on two machines or one after
 the other, are gathered into one table.
 """
 
 import argparse
+import csv
 import json
 import math
+import shlex
 import statistics
 import subprocess
 import sys
@@ -25,6 +30,7 @@ SRVAE_KEYS = ("sr_psnr", "sr_ssim", "sr_mae", "sr_crps", "bicubic_psnr", "bicubi
               "coverage_90", "coverage_95", "std_error_spearman", "ause", "ause_random", "gamma_x",
               "explicit_neg_elbo")
 CNN_KEYS = ("cnn_psnr", "cnn_ssim", "cnn_mae")
+STABILITY_KEYS = ("worst_setback", "skipped_steps", "clipped_steps")
 
 
 def run(command: list[str]) -> None:
@@ -32,10 +38,24 @@ def run(command: list[str]) -> None:
     subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
 
 
+def stability(history: Path) -> dict:
+    """From a run's ``history.csv``: the largest rise of the epoch's test −ELBO above the best of the
+    epochs before it (nats/image; a setback or breakdown shows here, while a steadily improving run
+    stays near its Monte-Carlo noise), and the steps skipped and clipped over the whole run."""
+    rows = list(csv.DictReader(history.open()))
+    best, worst = math.inf, 0.0
+    for row in rows:
+        if row["test_loss"]:
+            loss = float(row["test_loss"])
+            worst, best = max(worst, loss - best), min(best, loss)
+    return {"worst_setback": worst, "skipped_steps": sum(int(row["skipped_steps"]) for row in rows),
+            "clipped_steps": sum(int(row.get("clipped_steps") or 0) for row in rows)}
+
+
 def one_seed(seed: int, args, out: Path) -> dict:
     """Both models for one seed: the SRVAE's metrics, the CNN's, and the steps and seconds of each."""
     run_dir = out / f"srvae-seed{seed}"
-    extra = ["--epochs", str(args.epochs)] if args.epochs else []
+    extra = (["--epochs", str(args.epochs)] if args.epochs else []) + shlex.split(args.run_args)
     if not (run_dir / "metrics.json").exists():
         run(["run.py", "--dataset", "folder", "--data-dir", str(args.data_dir), "--crop", str(args.crop),
              "--seed", str(seed), "--out", str(run_dir), *extra])
@@ -51,6 +71,7 @@ def one_seed(seed: int, args, out: Path) -> dict:
         raise SystemExit(f"bench.satellite: {cnn_file} trained {cnn['steps']} steps, the SRVAE {steps}: remove it")
     return {"seed": seed, "steps": steps, "epochs": config["epochs"], "srvae_seconds": metrics["train_seconds"],
             "cnn_seconds": cnn.get("seconds"), **{k: metrics[k] for k in SRVAE_KEYS}, **{k: cnn[k] for k in CNN_KEYS},
+            **stability(run_dir / "history.csv"),
             "srvae_psnr_per_band": metrics["per_band"]["sr_psnr"],
             "srvae_rmse_units_per_band": metrics["per_band"]["sr_rmse_units"],
             "srvae_crps_units_per_band": metrics["per_band"]["sr_crps_units"],
@@ -72,19 +93,23 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="the SRVAE's epochs [run.py's default]")
     parser.add_argument("--data-dir", type=Path, default=Path("data/sentinel2"), help="[%(default)s]")
     parser.add_argument("--crop", type=int, default=32, help="[%(default)s]")
+    parser.add_argument("--run-args", default="", help="more flags for run.py, quoted as one string, to measure a "
+                        "variant of the default (give it its own --key) [none]")
+    parser.add_argument("--key", default="satellite", help="the entry of the results file to write [%(default)s]")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-satellite"), help="[%(default)s]")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json", help="[%(default)s]")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     seeds = [one_seed(seed, args, args.out) for seed in args.seeds]
-    table = {key: spread(row[key] for row in seeds) for key in (*SRVAE_KEYS, *CNN_KEYS)}
+    table = {key: spread(row[key] for row in seeds) for key in (*SRVAE_KEYS, *CNN_KEYS, *STABILITY_KEYS)}
     table["srvae_minus_bicubic_psnr"] = spread(row["sr_psnr"] - row["bicubic_psnr"] for row in seeds)
     table["srvae_minus_cnn_psnr"] = spread(row["sr_psnr"] - row["cnn_psnr"] for row in seeds)
     for key, value in table.items():
         print(f"{key:<28} {value}")
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    results["satellite"] = {"command": f"python run.py --dataset folder --data-dir {args.data_dir} --crop {args.crop}"
-                            + (f" --epochs {args.epochs}" if args.epochs else ""), "seeds": seeds, "summary": table}
+    command = f"python run.py --dataset folder --data-dir {args.data_dir} --crop {args.crop}"
+    command += (f" --epochs {args.epochs}" if args.epochs else "") + (f" {args.run_args}" if args.run_args else "")
+    results[args.key] = {"command": command, "seeds": seeds, "summary": table}
     args.results.write_text(json.dumps(results, indent=1) + "\n")
     return 0
 

@@ -39,15 +39,19 @@ def run(command: list[str]) -> None:
 
 
 def stability(history: Path) -> dict:
-    """From a run's ``history.csv``: the largest rise of the epoch's test −ELBO above the best of the
-    epochs before it (nats/image; a setback or breakdown shows here, while a steadily improving run
-    stays near its Monte-Carlo noise), and the steps skipped and clipped over the whole run."""
+    """From a run's ``history.csv``: the largest rise of an epoch's test −ELBO above the best of the
+    epochs before it, once the first tenth of the epochs is over (nats/image; a late setback or
+    breakdown shows here, while the first epochs' large swings, before the model has settled, do
+    not), and the steps skipped and clipped over the whole run."""
     rows = list(csv.DictReader(history.open()))
+    settled = len(rows) // 10
     best, worst = math.inf, 0.0
-    for row in rows:
+    for index, row in enumerate(rows):
         if row["test_loss"]:
             loss = float(row["test_loss"])
-            worst, best = max(worst, loss - best), min(best, loss)
+            if index >= settled:
+                worst = max(worst, loss - best)
+            best = min(best, loss)
     return {"worst_setback": worst, "skipped_steps": sum(int(row["skipped_steps"]) for row in rows),
             "clipped_steps": sum(int(row.get("clipped_steps") or 0) for row in rows)}
 

@@ -206,8 +206,9 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
 
     e = p.add_argument_group("evaluation and output")
     e.add_argument("--evaluate", type=Path, metavar="CHECKPOINT", default=defaults.evaluate,
-                   help="evaluate the checkpoint.pt of a finished run on the test set of --dataset instead of "
-                        "training (its configuration fixes the model; the flags below still apply)")
+                   help="evaluate the checkpoint.pt of a finished run on a test set instead of training: its "
+                        "run's --dataset and --data-dir unless given (its configuration fixes the model; the flags "
+                        "below still apply)")
     e.add_argument("--local-steps", type=int, default=defaults.local_steps,
                    help="SVI steps that fit a local guide's parameters for the test images, the model frozen, "
                         "before anything is evaluated [%(default)s]")

@@ -19,7 +19,8 @@ def evaluate(request: Request) -> int:
         checks.check(request.config)
         checks.check_distributed(request.config, ranks, evaluating=True)
         device = checks.resolve_device(request.config.device)
-        checkpoint, config, data, trained = open_checkpoint(request.config, request.evaluate, device)
+        checkpoint, config, data, trained = open_checkpoint(request.config, request.evaluate, device,
+                                                             request.given)
         out = Path(request.config.out or request.evaluate.parent / "evaluation")
         checks.prepare_out(out)
         return checkpoint, config.but(out=str(out)), data, trained

@@ -67,12 +67,14 @@ def check_resumed_data(saved: RunConfig, data) -> None:
                          "those images, or start a new run")
 
 
-def open_checkpoint(config: RunConfig, path: Path, device: str):
+def open_checkpoint(config: RunConfig, path: Path, device: str, given: frozenset = frozenset()):
     """The checkpoint of ``--evaluate``, the configuration to evaluate it with (the run's, with this
     command line's evaluation settings), the data set to evaluate it on, and the model and guide it
-    holds: every check made before anything is written. The data are normalized with the map saved
-    in the checkpoint (not one recomputed from the files), so outputs map back to the trained units."""
+    holds: every check made before anything is written. The data set and its folder are the run's
+    unless the command line names them (``given``). The data are normalized with the map saved in
+    the checkpoint (not one recomputed from the files), so outputs map back to the trained units."""
     checkpoint, saved = open_saved(path, device, "--evaluate")
+    config = config.but(**{key: getattr(saved, key) for key in ("dataset", "data_dir") if key not in given})
     if config.dataset != saved.dataset:
         raise UsageError(f"--evaluate {path}: the checkpoint was trained on {saved.dataset}, not {config.dataset}; "
                          f"pass --dataset {saved.dataset}")

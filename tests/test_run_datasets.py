@@ -34,9 +34,8 @@ def test_mnist_trains_with_the_conv_networks_chosen_by_size(mnist_run):
 
 
 def test_a_conv_checkpoint_is_rebuilt_from_its_config_and_reproduces_its_metrics(mnist_run, tmp_path):
-    root, out = mnist_run
-    result = run("--evaluate", str(out / "checkpoint.pt"), "--dataset", "mnist", "--data-dir", str(root / "data"),
-                 *QUICK[2:], "--out", str(tmp_path / "eval"))
+    _, out = mnist_run  # its data set and folder too: no --dataset, no --data-dir
+    result = run("--evaluate", str(out / "checkpoint.pt"), *QUICK[2:], "--out", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr
     saved, again = (json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "eval"))
     for key in ("explicit_neg_elbo", "iw_neg_log_likelihood", "sr_psnr"):

@@ -202,9 +202,10 @@ def summary(metrics: dict, config, seconds: float) -> str:
         share = f" ({100 * spent / (spent + seconds):.0f} % of training and evaluation)" if seconds else ""
         rows.append(("evaluation of the test set", f"{clock(spent)}{share}"))
     width = max(len(name) for name, _ in rows)
+    trained = f"in {seconds:.1f} s" if seconds else "trained earlier, evaluated"  # no seconds: --evaluate
     head = (f"{'VAE' if vae else 'SRVAE'} on {config.dataset}: guide {config.guide}, prior {config.prior}, "
-            f"likelihood {config.likelihood}, objective {config.objective}, {config.epochs} epochs in "
-            f"{seconds:.1f} s on {config.device}")
+            f"likelihood {config.likelihood}, objective {config.objective}, {config.epochs} epochs {trained} on "
+            f"{config.device}")
     if config.likelihood == "discretized":
         note = (f"(discretized likelihood: −ELBO bounds {target}, a probability mass on "
                 f"{m['levels']} levels per pixel{'' if vae else ', comparable with a VAE’s −log P(x)'})")

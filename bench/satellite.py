@@ -5,14 +5,13 @@
 
 For each seed it runs the README's command, ``python run.py --dataset folder --data-dir DIR --crop P``
 (every other flag at its default; ``--epochs`` only to measure a shorter budget, ``--run-args`` to
-measure a variant under its own ``--key``), then trains
-``baselines.cnn`` on the same crops for the same number of Adam steps, and evaluates both on the
-same held-out test tiles. It prints the mean and spread over seeds of PSNR, SSIM, MAE or CRPS,
-coverage, the std–error correlation and AUSE, per band too, and the training's stability (the largest
-rise of the test −ELBO above its best before, the steps skipped and clipped), and writes them to
-``bench/results.json`` under "satellite" (or ``--key``). A run already finished in ``--out`` (its ``metrics.json``,
-or the CNN's JSON file) is read, not run again: seeds trained apart, on two machines or one after
-the other, are gathered into one table.
+measure a variant under its own ``--key``), then trains ``baselines.cnn`` on the same crops for the
+same number of Adam steps, and evaluates both on the same held-out test tiles. It prints the mean
+and spread over seeds of PSNR, SSIM, MAE or CRPS, coverage, the std–error correlation and AUSE,
+per band too, and the training's stability (``stability``), and writes them to
+``bench/results.json`` under "satellite" (or ``--key``). A run already finished in ``--out`` (its
+``metrics.json``, or the CNN's JSON file) is read, not run again: seeds trained apart, on two
+machines or one after the other, are gathered into one table.
 """
 
 import argparse

@@ -42,7 +42,7 @@ def stability(history: Path) -> dict:
     epochs before it, once the first tenth of the epochs is over (nats/image; a late setback or
     breakdown shows here, while the first epochs' large swings, before the model has settled, do
     not), and the steps skipped and clipped over the whole run."""
-    rows = list(csv.DictReader(history.open()))
+    rows = list(csv.DictReader(history.read_text().splitlines()))
     settled = len(rows) // 10
     best, worst = math.inf, 0.0
     for index, row in enumerate(rows):

@@ -51,6 +51,8 @@ def evaluate_run(model, guide, data, config, log_likelihood=importance_weighted_
     stages.done()
     metrics.update(**model.gammas(), models_y=model.models_y, k_x=model.k_x, k_y=model.k_y, test_images=len(x),
                    levels=levels, paired=y_paired is not None, evaluation_seconds=time.perf_counter() - stages.start)
+    if "power_x" in metrics:  # generalized-normal pixels: the shape each band learned
+        metrics.setdefault("per_band", {})["power_x"] = model.p_x_given_yz.power.flatten().tolist()
     return metrics
 
 
@@ -176,6 +178,10 @@ def summary(metrics: dict, config, seconds: float) -> str:
                  ("active units of u, z",
                   f"{m['active_u']}/{config.latent_u}, {m['active_z']}/{config.latent_z}"),
                  ("γ₁ (x), γ₂ (y)", f"{m['gamma_x']:.4f}, {m['gamma_y']:.4f}")]
+        if "power_x" in m:
+            bands = m.get("per_band", {}).get("power_x", [])
+            each = f" (x per band {' '.join(f'{p:.3f}' for p in bands)})" if len(bands) > 1 else ""
+            rows.append(("shape p (x), (y): 1 Laplace, 2 Gaussian", f"{m['power_x']:.3f}, {m['power_y']:.3f}{each}"))
     source = (f"a Gaussian fitted to p(· | y) by {m['sr_fit_steps']} SVI steps" if m["sr_fit_steps"]
               else "the guide's q(u | y)")
     source += f", resampled from {m['sr_proposals']} weighted proposals" if m["sr_proposals"] else ""

@@ -31,8 +31,8 @@ def check(config: RunConfig) -> None:
     if c.model == "vae" and c.noise in ("band", "pixel"):
         raise UsageError(f"--noise {c.noise} is a scale of the SRVAE's p(x | y, z); the VAE baseline has one γ: "
                          "drop --noise, or use --model srvae")
-    if c.model == "vae" and c.likelihood == "laplace":
-        raise UsageError("--likelihood laplace is the SRVAE's; the VAE baseline conditions on y through a "
+    if c.model == "vae" and c.likelihood in ("laplace", "gennorm"):
+        raise UsageError(f"--likelihood {c.likelihood} is the SRVAE's; the VAE baseline conditions on y through a "
                          "Gaussian's linear image d(x): use --likelihood gaussian, or --model srvae")
     if c.nll_beta is not None and not 0 <= c.nll_beta <= 1:
         raise UsageError(f"--nll-beta must be between 0 (the ELBO) and 1 (the squared error's weighting), got "

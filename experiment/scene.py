@@ -42,8 +42,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         help="the output folder [IMAGE's folder/IMAGE's name-sr]")
     parser.add_argument("--samples", type=positive(int), default=16,
                         help="draws of the latents per tile: the std and the quantiles are those of the mixture of "
-                             "the Gaussians p(x | y, z) they give (with a discretized or Laplace likelihood, of "
-                             "the draws of x, at least 2) [%(default)s]")
+                             "the Gaussians p(x | y, z) they give (with a discretized, Laplace or gennorm "
+                             "likelihood, of the draws of x, at least 2) [%(default)s]")
     parser.add_argument("--keep-samples", type=int, default=0, metavar="N",
                         help="also write N of the draws as whole-scene samples [%(default)s]")
     parser.add_argument("--overlap", type=int, default=None,
@@ -99,7 +99,7 @@ def prepare(args) -> Scene:
     checkpoint, saved = open_saved(path, device, "checkpoint")
     if saved.model != "srvae":
         raise UsageError(f"checkpoint {path}: a {saved.model} model has no p(x | y); train the SRVAE (--model srvae)")
-    if saved.likelihood in ("discretized", "laplace") and args.samples < 2:
+    if saved.likelihood in ("discretized", "laplace", "gennorm") and args.samples < 2:
         raise UsageError(f"--samples {args.samples}: with a {saved.likelihood} likelihood the std and the quantiles "
                          "come from the draws, and need at least 2 per tile")
     try:

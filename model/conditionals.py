@@ -8,14 +8,20 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from model.distributions import DiscretizedNormal
-from model.likelihood import discretized_gaussian_log_likelihood, gaussian_log_likelihood, laplace_log_likelihood
+from model.distributions import DiscretizedNormal, GeneralizedNormal
+from model.likelihood import (
+    discretized_gaussian_log_likelihood,
+    gaussian_log_likelihood,
+    generalized_normal_log_likelihood,
+    laplace_log_likelihood,
+)
 from model.networks import Architecture, features
 
 NOISE = {"scalar": "one learned γ for every pixel (the seed's model)",
          "band": "one learned γ per band (the seed's model band by band)",
          "pixel": "a per-pixel scale σ(parents) from a second output of the decoder (heteroscedastic)"}
-FAMILIES = ("gaussian", "laplace")  # the continuous decoders' distribution of each pixel
+FAMILIES = ("gaussian", "laplace", "gennorm")  # the continuous decoders' distribution of each pixel
+POWER_RANGE = (1.0, 4.0)  # the generalized normal's shape p: the Laplace's 1 to tails lighter than the Gaussian's
 
 
 class ImageDecoder(nn.Module):
@@ -23,7 +29,11 @@ class ImageDecoder(nn.Module):
     (``NOISE``): one learned γ (seed eq. 11), one γ per band, or a per-pixel σ from the decoder.
     With ``levels`` set, the same Gaussian's mass on each pixel's bin of width 1/levels instead
     (the discretized likelihood of SPEC §4). With ``family`` "laplace", each pixel Laplace(mean, σ)
-    instead of the Gaussian: σ is then its scale b (its std √2·b).
+    instead of the Gaussian: σ is then its scale b (its std √2·b). With "gennorm", each pixel a
+    generalized normal of std σ and shape p, one p learned per band in ``POWER_RANGE`` and starting
+    at the Gaussian's 2: the data choose between Laplace-like errors, mostly small and sometimes
+    large, and Gaussian or lighter ones, where a fixed shape makes some interval levels too wide
+    and others too narrow.
 
     σ = γ_min + exp(ρ + r): ρ learned (per band, or one), r the decoder's log-scale output (0
     unless ``noise`` is "pixel"). The floor γ_min (a buffer, saved with the model) keeps the
@@ -50,6 +60,16 @@ class ImageDecoder(nn.Module):
         self.register_buffer("gamma_min", torch.tensor(float(gamma_min)))
         shape = () if noise == "scalar" else (self.image_shape[0], 1, 1)
         self.rho = nn.Parameter(torch.full(shape, gamma_init - gamma_min).log())  # σ starts at γ_init
+        if family == "gennorm":  # p = low + (high − low)·sigmoid(θ), per band, starting at 2
+            low, high = POWER_RANGE
+            start = torch.tensor((2 - low) / (high - low))
+            self.power_logit = nn.Parameter(torch.full((self.image_shape[0], 1, 1), torch.logit(start).item()))
+
+    @property
+    def power(self) -> torch.Tensor:
+        """The generalized normal's shape p per band (shape (C, 1, 1)); "gennorm" only."""
+        low, high = POWER_RANGE
+        return low + (high - low) * torch.sigmoid(self.power_logit)
 
     @property
     def gamma(self) -> torch.Tensor:
@@ -70,6 +90,8 @@ class ImageDecoder(nn.Module):
         mean, scale = self.mean_and_scale(*parents)
         if self.family == "laplace":
             return dist.Laplace(mean, scale).to_event(3)
+        if self.family == "gennorm":
+            return GeneralizedNormal(mean, scale, self.power).to_event(3)
         if self.levels is None:
             return dist.Normal(mean, scale).to_event(3)
         return DiscretizedNormal(mean, scale, self.levels).to_event(3)
@@ -78,11 +100,14 @@ class ImageDecoder(nn.Module):
                        ) -> torch.Tensor:
         """The explicit log-likelihood of each image given the decoder's mean (and, for a per-pixel σ, its
         ``scale``; else γ): seed eq. 16 (corrected) for one γ, its diagonal form for a γ per band or per
-        pixel (SPEC §2), the sum of log bin masses for the discretized one, the Laplace's for a Laplace."""
+        pixel (SPEC §2), the sum of log bin masses for the discretized one, the Laplace's or the
+        generalized normal's for those."""
         if self.noise != "pixel":
             scale = self.gamma
         if self.family == "laplace":
             return laplace_log_likelihood(value, mean, scale)
+        if self.family == "gennorm":
+            return generalized_normal_log_likelihood(value, mean, scale, self.power)
         if self.levels is None:
             return gaussian_log_likelihood(value, mean, scale)
         return discretized_gaussian_log_likelihood(value, mean, scale, self.levels)
@@ -97,10 +122,10 @@ class PYGivenU(ImageDecoder):
 
 class PXGivenYZ(ImageDecoder):
     """p(x | y, z) = N(x̂(y, z), γ₁²·I) over the k_x pixels of the HR image, or with γ₁ per band or
-    σ₁(y, z) per pixel (``noise``), or Laplace pixels (``family``). The convolutional x̂ is bicubic(y)
-    plus what the network adds (no sigmoid, as the residual CNNs of super-resolution: the same
-    gradient for dark pixels as for bright ones); the MLP's is the sigmoid of its output added to the
-    logit of bicubic(y)."""
+    σ₁(y, z) per pixel (``noise``), or Laplace or generalized-normal pixels (``family``). The
+    convolutional x̂ is bicubic(y) plus what the network adds (no sigmoid, as the residual CNNs of
+    super-resolution: the same gradient for dark pixels as for bright ones); the MLP's is the sigmoid
+    of its output added to the logit of bicubic(y)."""
 
     def __init__(self, y_shape, latent_z, x_shape, scale, arch: Architecture, noise="scalar", **gamma):
         heads = 2 if noise == "pixel" else 1

@@ -22,7 +22,8 @@ class SRVAE(nn.Module):
 
     ``p_u`` is a prior module (``model.priors``); the three conditionals are learned, with networks
     built by ``arch`` (MLP or convolutional). ``levels`` switches both image decoders to the
-    discretized likelihood on that many pixel levels, ``family`` "laplace" to Laplace pixels.
+    discretized likelihood on that many pixel levels, ``family`` "laplace" to Laplace pixels,
+    "gennorm" to generalized normals of learned shape.
     ``noise`` is the scale of p(x | y, z): one γ₁, one per band, or a per-pixel σ₁(y, z)
     (``model.conditionals.NOISE``).
     """
@@ -43,8 +44,12 @@ class SRVAE(nn.Module):
         self.p_x_given_yz = PXGivenYZ(self.y_shape, latent_z, self.x_shape, scale, arch, noise, **gamma)
 
     def gammas(self) -> dict:
-        """γ₁ (its mean over bands, or σ₁ at a zero log-scale output) and γ₂, for the history and summary."""
-        return {"gamma_x": self.p_x_given_yz.gamma.mean().item(), "gamma_y": self.p_y_given_u.gamma.item()}
+        """γ₁ (its mean over bands, or σ₁ at a zero log-scale output) and γ₂, for the history and summary;
+        with generalized-normal pixels, their shapes p too (means over bands)."""
+        values = {"gamma_x": self.p_x_given_yz.gamma.mean().item(), "gamma_y": self.p_y_given_u.gamma.item()}
+        if self.p_x_given_yz.family == "gennorm":
+            values.update(power_x=self.p_x_given_yz.power.mean().item(), power_y=self.p_y_given_u.power.mean().item())
+        return values
 
     @property
     def k_x(self) -> int:

@@ -30,7 +30,7 @@ def build_model_and_guide(config, x_shape, device="cpu"):
                             **per_datapoint)
         prior = build_prior(config.prior, config.latent_u, config.components, encoder=guide.prior_encoder,
                             pseudo_shape=lr_shape(x_shape, config.scale))
-        family = "laplace" if config.likelihood == "laplace" else "gaussian"
+        family = config.likelihood if config.likelihood in ("laplace", "gennorm") else "gaussian"
         model = SRVAE(x_shape, prior, config.latent_u, config.latent_z, config.scale,
                       noise=config.noise_for(arch.kind), family=family, **decoders)
         guide.bind(model)

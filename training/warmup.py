@@ -8,6 +8,8 @@ from pyro.distributions import TorchDistribution
 from pyro.poutine.messenger import Messenger
 from torch.distributions import Laplace
 
+from model.distributions import GeneralizedNormal
+
 LATENT_SITES = ("u", "z")  # their log p − log q make up KL_u and KL_z; y and x are reconstructions
 
 
@@ -50,15 +52,17 @@ def lr_factor(schedule: str, done: int, total: int) -> float:
 
 
 class PixelWeighted(TorchDistribution):
-    """A decoder of x, ``fn`` (image event dims, a Normal, discretized or Laplace base with a per-pixel
-    ``scale``), whose log-density weighs pixel i by wᵢ = σᵢ^{pβ} / mean_j σⱼ^{pβ}, not differentiated,
-    the mean over every pixel of the batch: the β-NLL of Seitzer et al. (2022). The weights average 1,
-    so the term keeps its size against the KLs. p is the power of σ in the log-density's gradient in
-    the mean: 2 for the Gaussian's (xᵢ − x̂ᵢ)/σᵢ², where β = 1 gives the squared error's gradient over
-    the whole batch, (xᵢ − x̂ᵢ)/mean σ²; 1 for the Laplace's sign(xᵢ − x̂ᵢ)/bᵢ, where β = 1 gives the
-    absolute error's, sign(xᵢ − x̂ᵢ)/mean b. The ELBO's (β = 0) gives up on the pixels it calls
-    uncertain; the σ that maximizes it is the ELBO's. A training surrogate, like the KL warm-up: what
-    is reported is the ELBO itself."""
+    """A decoder of x, ``fn`` (image event dims, a Normal, discretized, Laplace or generalized normal
+    base with a per-pixel ``scale``), whose log-density weighs pixel i by wᵢ = σᵢ^{pβ} / mean_j σⱼ^{pβ},
+    not differentiated, the mean over every pixel of the batch: the β-NLL of Seitzer et al. (2022).
+    The weights average 1, so the term keeps its size against the KLs. p is the power of σ in the
+    log-density's gradient in the mean: 2 for the Gaussian's (xᵢ − x̂ᵢ)/σᵢ², where β = 1 gives the
+    squared error's gradient over the whole batch, (xᵢ − x̂ᵢ)/mean σ²; 1 for the Laplace's
+    sign(xᵢ − x̂ᵢ)/bᵢ, where β = 1 gives the absolute error's, sign(xᵢ − x̂ᵢ)/mean b; the generalized
+    normal's own p for its p·|xᵢ − x̂ᵢ|^{p−1}·sign(xᵢ − x̂ᵢ)/αᵢ^p (its α for σ), where β = 1 gives the
+    gradient of Σ|xᵢ − x̂ᵢ|^p. The ELBO's (β = 0) gives up on the pixels it calls uncertain; the σ that
+    maximizes it is the ELBO's. A training surrogate, like the KL warm-up: what is reported is the
+    ELBO itself."""
 
     arg_constraints: ClassVar[dict] = {}
 
@@ -79,8 +83,11 @@ class PixelWeighted(TorchDistribution):
     def log_prob(self, value):
         base = self.fn.base_dist
         per_pixel = base.log_prob(value)
-        power = 1 if isinstance(base, Laplace) else 2
-        weights = base.scale.detach().pow(power * self.beta).expand_as(per_pixel)
+        if isinstance(base, GeneralizedNormal):
+            scale, power = base.alpha.detach(), base.power.detach()
+        else:
+            scale, power = base.scale.detach(), 1 if isinstance(base, Laplace) else 2
+        weights = scale.pow(power * self.beta).expand_as(per_pixel)
         weights = weights / weights.mean()
         return (weights * per_pixel).flatten(-3).sum(-1)
 

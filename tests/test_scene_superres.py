@@ -138,18 +138,21 @@ def test_batches_fit_the_memory_budget():
     assert batch_sizes(100, 4, 32 * 32, 32, 2**20)[1] < 100  # a small budget splits a tile's draws
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def saved_run(folder, **changes):
     """An (untrained) conv SRVAE for 3 bands of 16×16, integer data of 0…999, saved as a run saves it."""
-    folder = tmp_path_factory.mktemp("run")
     config = RunConfig(**{**CONFIG, "arch": "conv", "noise": "pixel", "scale_network": True, "channels": 8,
                           "dataset": "folder", "crop": 16, "image_shape": [BANDS, 16, 16], "train_images": 10,
                           "normalization": {"low": [0.0] * BANDS, "span": [1000.0] * BANDS, "integer": True},
-                          "sr_proposals": 0, "sr_fit_steps": 0})
+                          "sr_proposals": 0, "sr_fit_steps": 0, **changes})
     torch.manual_seed(0)
     model, guide = build_model_and_guide(config, config.image_shape)
     save_checkpoint(folder / "checkpoint.pt", model, guide, config.to_dict())
     return folder / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return saved_run(tmp_path_factory.mktemp("run"))
 
 
 def geotiff(path, values: np.ndarray, nodata=None, descriptions=("B04", "B03", "B02")):
@@ -240,3 +243,18 @@ def test_an_interrupted_scene_leaves_nothing_behind(checkpoint, tmp_path, monkey
                            "--out", str(tmp_path / "out")])
     assert status == 130 and len(calls) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_generalized_normal_pixels_take_their_std_and_quantiles_from_the_draws(tmp_path, capsys):
+    """With a gennorm likelihood one draw per tile is refused (no spread to measure); with enough draws
+    the 5 % and 95 % quantiles bracket the mean, and the std is positive (an untrained model's σ)."""
+    checkpoint = saved_run(tmp_path, likelihood="gennorm")
+    np.save(tmp_path / "scene.npy", lr_values(12, 14))
+    assert superresolve([str(checkpoint), str(tmp_path / "scene.npy"), "--samples", "1",
+                         "--out", str(tmp_path / "one")]) == 2
+    assert "with a gennorm likelihood the std and the quantiles come from the draws" in capsys.readouterr().err
+    assert not (tmp_path / "one").exists()
+    assert superresolve([str(checkpoint), str(tmp_path / "scene.npy"), "--samples", "32",
+                         "--out", str(tmp_path / "out")]) == 0
+    mean, std, q05, q95 = (np.load(tmp_path / "out" / f"{name}.npy") for name in ("mean", "std", "q05", "q95"))
+    assert (std > 0).all() and (q05 < mean).mean() > 0.95 and (mean < q95).mean() > 0.95

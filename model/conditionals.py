@@ -22,6 +22,7 @@ NOISE = {"scalar": "one learned γ for every pixel (the seed's model)",
          "pixel": "a per-pixel scale σ(parents) from a second output of the decoder (heteroscedastic)"}
 FAMILIES = ("gaussian", "laplace", "gennorm")  # the continuous decoders' distribution of each pixel
 POWER_RANGE = (1.0, 4.0)  # the generalized normal's shape p: the Laplace's 1 to tails lighter than the Gaussian's
+POWER_GAIN = 10.0  # p's logit is stored divided by this: Adam's steps, of the size of the learning rate, move it faster
 
 
 class ImageDecoder(nn.Module):
@@ -60,16 +61,16 @@ class ImageDecoder(nn.Module):
         self.register_buffer("gamma_min", torch.tensor(float(gamma_min)))
         shape = () if noise == "scalar" else (self.image_shape[0], 1, 1)
         self.rho = nn.Parameter(torch.full(shape, gamma_init - gamma_min).log())  # σ starts at γ_init
-        if family == "gennorm":  # p = low + (high − low)·sigmoid(θ), per band, starting at 2
+        if family == "gennorm":  # p = low + (high − low)·sigmoid(gain·θ), per band, starting at 2
             low, high = POWER_RANGE
-            start = torch.tensor((2 - low) / (high - low))
-            self.power_logit = nn.Parameter(torch.full((self.image_shape[0], 1, 1), torch.logit(start).item()))
+            start = torch.logit(torch.tensor((2 - low) / (high - low))).item() / POWER_GAIN
+            self.power_logit = nn.Parameter(torch.full((self.image_shape[0], 1, 1), start))
 
     @property
     def power(self) -> torch.Tensor:
         """The generalized normal's shape p per band (shape (C, 1, 1)); "gennorm" only."""
         low, high = POWER_RANGE
-        return low + (high - low) * torch.sigmoid(self.power_logit)
+        return low + (high - low) * torch.sigmoid(POWER_GAIN * self.power_logit)
 
     @property
     def gamma(self) -> torch.Tensor:

@@ -12,6 +12,7 @@ from torch.distributions import Laplace, Normal
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
 from evaluation.superres import predictive_components
+from model.conditionals import POWER_GAIN
 from model.distributions import GeneralizedNormal
 from model.likelihood import generalized_normal_alpha, generalized_normal_log_likelihood
 from training.warmup import PixelWeighted
@@ -68,8 +69,8 @@ def test_pyro_and_explicit_elbo_agree_with_generalized_normal_decoders(digits, n
     srvae, guide = build(likelihood="gennorm", noise=noise, seed=3)
     assert srvae.p_x_given_yz.family == srvae.p_y_given_u.family == "gennorm"
     with torch.no_grad():
-        srvae.p_x_given_yz.power_logit.fill_(math.log(0.3 / 2.7))
-        srvae.p_y_given_u.power_logit.fill_(math.log(1.8 / 1.2))
+        srvae.p_x_given_yz.power_logit.fill_(math.log(0.3 / 2.7) / POWER_GAIN)
+        srvae.p_y_given_u.power_logit.fill_(math.log(1.8 / 1.2) / POWER_GAIN)
     assert torch.allclose(srvae.p_x_given_yz.power, torch.tensor(1.3))
     x = digits.test_images()[:64]
     pyro_mean, pyro_se = pyro_neg_elbo(srvae, guide, x, num_particles=100, repeats=20)

@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 
 
 def loss_curves(history: list[dict], path) -> None:
-    """−ELBO per image (train and test) and γ₁, γ₂ against the epoch."""
+    """−ELBO per image (train and test) and γ₁, γ₂ against the epoch (and the shapes p of
+    generalized-normal pixels)."""
     epochs = [row["epoch"] for row in history]
     fig = Figure(figsize=(10, 3.6))
     ax_loss, ax_gamma = fig.subplots(1, 2)
@@ -20,7 +21,14 @@ def loss_curves(history: list[dict], path) -> None:
     if "gamma_y" in history[0]:
         ax_gamma.plot(epochs, [row["gamma_y"] for row in history], label="γ₂ (y)")
     ax_gamma.set(xlabel="epoch", ylabel="decoder standard deviation", yscale="log", title="γ")
-    ax_gamma.legend()
+    ax_gamma.legend(loc="upper left")
+    if "power_x" in history[0]:  # generalized-normal pixels: their shapes, on an axis of their own
+        ax_power = ax_gamma.twinx()
+        for name, label, style in (("power_x", "p (x)", "--"), ("power_y", "p (y)", ":")):
+            ax_power.plot(epochs, [row[name] for row in history], style, color="grey", label=label)
+        ax_power.set(ylabel="shape p (1 Laplace, 2 Gaussian)")
+        ax_gamma.set_title("γ and shape p")
+        ax_power.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

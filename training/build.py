@@ -2,6 +2,7 @@
 
 from guides import build_guide
 from model import SRVAE, build_prior
+from model.conditionals import FAMILIES
 from model.networks import Architecture
 from model.srvae import lr_shape
 from model.vae import VAE
@@ -30,7 +31,7 @@ def build_model_and_guide(config, x_shape, device="cpu"):
                             **per_datapoint)
         prior = build_prior(config.prior, config.latent_u, config.components, encoder=guide.prior_encoder,
                             pseudo_shape=lr_shape(x_shape, config.scale))
-        family = config.likelihood if config.likelihood in ("laplace", "gennorm") else "gaussian"
+        family = config.likelihood if config.likelihood in FAMILIES else "gaussian"  # discretized: a Gaussian
         model = SRVAE(x_shape, prior, config.latent_u, config.latent_z, config.scale,
                       noise=config.noise_for(arch.kind), family=family, **decoders)
         guide.bind(model)

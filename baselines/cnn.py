@@ -109,16 +109,17 @@ def main(argv=None) -> int:
     parser.add_argument("--lr-schedule", default="cosine", choices=list(LR_SCHEDULES), help="[%(default)s]")
     parser.add_argument("--channels", type=int, default=32, help="feature maps [%(default)s]")
     parser.add_argument("--blocks", type=int, default=1, help="residual blocks per resolution [%(default)s]")
-    parser.add_argument("--no-augment", action="store_true", help="no random flips and rotations of the crops")
+    parser.add_argument("--no-augment", action="store_true", help="no random flips and rotations of the training "
+                        "images (by default they have them when square, as run.py's)")
     parser.add_argument("--seed", type=int, default=0, help="[%(default)s]")
     parser.add_argument("--out", type=Path, default=None, help="write the metrics as JSON there")
     args = parser.parse_args(argv)
     try:
-        data = load_dataset("folder", args.data_dir, scale=args.scale, crop=args.crop,
-                            augment=not args.no_augment and args.crop is not None)
+        data = load_dataset("folder", args.data_dir, scale=args.scale, crop=args.crop)
     except DataError as error:
         print(f"baselines.cnn: error: {error}", file=sys.stderr)
         return 2
+    data = data.with_options(augment=not args.no_augment and data.image_shape[1] == data.image_shape[2])
     torch.manual_seed(args.seed)
     net = ResidualCNN(data.image_shape[0], args.scale, args.channels, args.blocks)
     start = time.perf_counter()

@@ -56,7 +56,7 @@ class ImageData:
         """The same data with integer pixels mapped to their bins' centres (``discrete``, for the
         discretized likelihood), with the per-band map of a saved ``normalization`` (``low``, ``span``:
         a trained model's units) instead of the one computed from the files, or with other ``images``
-        (``train_values=…``)."""
+        or settings (``train_values=…``, ``augment=…``)."""
         changes = dict(images)
         if discrete is not None:
             changes["discrete"] = discrete

@@ -151,8 +151,8 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
                    help="--dataset folder, how test images are held out: "
                         + "; ".join(f"{k} = {v}" for k, v in SPLITS.items()) + " [%(default)s]")
     d.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
-                   help="flip and rotate each training crop by a random symmetry of the square (x and y alike) "
-                        "[on for --dataset folder with --crop, else off]")
+                   help="flip and rotate each training image or crop by a random symmetry of the square (x and "
+                        "y alike) [on for --dataset folder when the training images or crops are square, else off]")
     d.add_argument("--test-images", type=positive(int), default=defaults.test_images,
                    help="evaluate on the first N test images (the digits have 359) [%(default)s]")
     d.add_argument("--scale", type=int, default=defaults.scale, choices=(2, 4),

@@ -130,7 +130,7 @@ class RunConfig:
         arch = self.architecture_for(data.image_shape)
         noise = self.noise_for(arch)
         nll_beta = self.nll_beta_for(noise) if self.nll_beta is None else self.nll_beta
-        augment = self.augmentation()
+        augment = self.augmentation(data.image_shape)
         epochs = self.epochs or default_epochs(self.dataset, len(data.train_values), self.batch_size, world_size)
         return replace(self, arch=arch, noise=noise, nll_beta=nll_beta, augment=augment, epochs=epochs,
                        device=device, out=str(out), world_size=world_size, image_shape=list(data.image_shape),
@@ -138,9 +138,13 @@ class RunConfig:
                        train_images=len(data.train_values), test_images=len(data.test_values),
                        **(provenance or {})).with_evaluation_defaults()
 
-    def augmentation(self) -> bool:
-        """``augment``, by default on for crops of folder data (flips and rotations of satellite crops)."""
-        return self.dataset == "folder" and self.crop is not None if self.augment is None else self.augment
+    def augmentation(self, image_shape) -> bool:
+        """``augment``, by default on for folder data whose training images (``image_shape``, crops with
+        ``--crop``) are square: their flips and 90° rotations are as likely as the images (satellite
+        scenes and tiles), and without them a folder of a few hundred tiles is learnt by heart."""
+        if self.augment is not None:
+            return self.augment
+        return self.dataset == "folder" and image_shape[1] == image_shape[2]
 
     def architecture_for(self, image_shape) -> str:
         """``arch``, or for "auto" conv for images of 28×28 and larger, mlp below."""

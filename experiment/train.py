@@ -28,12 +28,13 @@ def train(request: Request) -> int:
         checks.check_distributed(config, ranks)
         device = checks.resolve_device(config.device) if ranks.world_size == 1 else str(ranks.device)
         # a resumed run's configuration holds its saved normalization, image shape and number of images
-        data = checks.load_data(config.but(augment=config.augmentation()), normalization=config.normalization)
+        data = checks.load_data(config, normalization=config.normalization)
         if resume is not None:
             check_resumed_data(config, data)
         out = Path(config.out or Path("runs") / f"{config.dataset}-{config.model}-{config.guide}-{config.prior}")
         config = config.resolved(data, device, out, ranks.world_size, provenance())
         checks.check_data(config, data)
+        data = data.with_options(augment=config.augment)  # the default follows the images' shape
         if ranks.rank == 0:  # the one process that writes
             checks.prepare_out(out)
         return config, data, resume

@@ -50,6 +50,7 @@ def test_a_paired_four_band_folder_trains_and_maps_sr_back_to_its_units(tmp_path
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["paired"] and config["arch"] == "mlp" and len(config["normalization"]["low"]) == 4
+    assert config["augment"]  # square tiles of a folder are flipped and rotated by default
     saved = np.load(out / "superres.npz")
     lr_raw = [images["lr", f"img{i}"] for i in range(10)]
     for lr in saved["lr"]:  # the LR inputs, mapped back, are the measured LR images themselves

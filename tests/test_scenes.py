@@ -94,6 +94,17 @@ def test_equal_size_tiles_keep_the_split_by_file(tmp_path):
     assert len(data.test_values) == 1 and data.test_values.shape[-1] == 16  # one whole file, cropped when used
 
 
+@pytest.mark.parametrize("dataset, shape, crop, given, augmented", [
+    ("folder", (4, 32, 32), None, None, True),  # a folder of square tiles: flipped and rotated
+    ("folder", (4, 8, 8), 8, None, True),  # crops of scenes
+    ("folder", (4, 32, 48), None, None, False),  # oblong tiles: a rotation would change their shape
+    ("digits", (1, 8, 8), None, None, False),  # digits have an up
+    ("folder", (4, 32, 32), None, False, False),  # the flag wins
+    ("digits", (1, 8, 8), None, True, True)])
+def test_augmentation_is_on_by_default_for_square_folder_images_only(dataset, shape, crop, given, augmented):
+    assert RunConfig(dataset=dataset, crop=crop, augment=given).augmentation(shape) is augmented
+
+
 def scales_z_score(arch: str, noise: str) -> float:
     """(Pyro − explicit) −ELBO per image in standard errors, for a model whose γ₁ differs by band."""
     torch.manual_seed(5)

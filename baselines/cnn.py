@@ -21,6 +21,7 @@ from torch import nn
 
 from data import DataError, downscale, load_dataset, upsample
 from evaluation.progress import Stages
+from experiment.config import RunConfig
 from model.activation import ELU
 from model.conv import stage, zero_last
 from training.batches import epoch_batches, epoch_order
@@ -119,7 +120,8 @@ def main(argv=None) -> int:
     except DataError as error:
         print(f"baselines.cnn: error: {error}", file=sys.stderr)
         return 2
-    data = data.with_options(augment=not args.no_augment and data.image_shape[1] == data.image_shape[2])
+    default = RunConfig(dataset="folder", crop=args.crop, augment=False if args.no_augment else None)
+    data = data.with_options(augment=default.augmentation(data.image_shape))  # run.py's rule
     torch.manual_seed(args.seed)
     net = ResidualCNN(data.image_shape[0], args.scale, args.channels, args.blocks)
     start = time.perf_counter()

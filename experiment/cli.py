@@ -96,12 +96,13 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
                    help="KL_u for a mixture prior in the explicit ELBO: tight bound −log Σ w e^−KL, "
                         "the seed's convexity bound Σ w KL, or Monte Carlo [%(default)s]")
     m.add_argument("--likelihood", default=defaults.likelihood,
-                   choices=("gaussian", "discretized", "laplace", "gennorm"),
+                   choices=("auto", "gaussian", "discretized", "laplace", "gennorm"),
                    help="decoders: Gaussian densities on dequantized pixels; each Gaussian's mass on the "
                         "pixel's bin with y = d(x) rounded to the same grid (comparable with a VAE); Laplace "
                         "densities, for errors mostly small and sometimes large; or generalized normals whose "
                         "shape, one per band between the Laplace's and tails lighter than the Gaussian's, is "
-                        "learned (these two SRVAE only) [%(default)s]")
+                        "learned (these two SRVAE only); auto = gennorm where p(x | y, z) has a per-pixel scale "
+                        "(--noise pixel, the conv SRVAE's default), else gaussian [%(default)s]")
     m.add_argument("--objective", default=defaults.objective, choices=list(OBJECTIVES),
                    help="training loss: " + "; ".join(f"{k} = {v}" for k, v in OBJECTIVES.items()) + " [%(default)s]")
     m.add_argument("--particles", type=positive(int), default=defaults.particles,

@@ -11,7 +11,7 @@ from training.objectives import make_objective
 
 CONFIG = {"guide": "amortized", "prior": "normal", "components": 10, "latent_u": 4, "latent_z": 8,
           "hidden": 64, "depth": 2, "scale": 2, "downscale": "area", "gamma_init": 0.1, "gamma_min": 1e-3,
-          "feature_norm": True, "arch": "mlp", "noise": "scalar"}
+          "feature_norm": True, "arch": "mlp", "noise": "scalar", "likelihood": "gaussian"}
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,11 @@ from torch.distributions import Laplace, Normal
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
 from evaluation.superres import predictive_components
+from experiment.config import RunConfig
 from model.conditionals import POWER_GAIN
 from model.distributions import GeneralizedNormal
 from model.likelihood import generalized_normal_alpha, generalized_normal_log_likelihood
+from training.build import build_model_and_guide
 from training.warmup import PixelWeighted
 
 
@@ -106,3 +108,19 @@ def test_super_resolution_of_gennorm_decoders_uses_the_draws(digits):
     y = guide.d(digits.test_images()[:4])
     draws, means, stddevs = predictive_components(srvae, guide, y, num_samples=3)
     assert stddevs is None and draws.shape == means.shape == (3, 4, 1, 8, 8)
+
+
+@pytest.mark.parametrize("model, arch, noise, given, family", [
+    ("srvae", "conv", "auto", "auto", "gennorm"),  # the conv SRVAE's per-pixel scale
+    ("srvae", "mlp", "pixel", "auto", "gennorm"),
+    ("srvae", "mlp", "auto", "auto", "gaussian"),  # the digits: the seed's γ and Gaussians
+    ("srvae", "conv", "scalar", "auto", "gaussian"),
+    ("srvae", "conv", "auto", "gaussian", "gaussian"),  # a flag wins
+    ("srvae", "mlp", "auto", "laplace", "laplace"),
+    ("vae", "conv", "auto", "auto", "gaussian")])
+def test_the_likelihood_is_gennorm_by_default_where_x_has_a_per_pixel_scale(model, arch, noise, given, family):
+    config = RunConfig(model=model, arch=arch, noise=noise, likelihood=given, channels=4, hidden=16)
+    assert config.likelihood_for(config.noise_for(arch)) == family
+    if model == "srvae":
+        srvae, _ = build_model_and_guide(config, (2, 8, 8))
+        assert srvae.p_x_given_yz.family == srvae.p_y_given_u.family == family

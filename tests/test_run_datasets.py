@@ -28,6 +28,7 @@ def test_mnist_trains_with_the_conv_networks_chosen_by_size(mnist_run):
     assert {p.name for p in out.iterdir()} == OUTPUTS
     config = json.loads((out / "config.json").read_text())
     assert config["arch"] == "conv" and config["image_shape"] == [1, 28, 28] and config["test_images"] == 8
+    assert config["likelihood"] == "gennorm"
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["config"]["channels"] == 8
     assert any(".net.0.weight" in k and v.dim() == 4 for k, v in state["guide"].items())  # convolution kernels
@@ -82,6 +83,7 @@ def test_a_scene_trains_on_crops_and_reports_the_uncertainty_of_its_held_out_til
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["augment"] and config["noise"] == "pixel" and config["lr_schedule"] == "cosine"
+    assert config["likelihood"] == "gennorm"  # the per-pixel scale's default
     assert config["test_images"] == 5 and config["train_images"] == 3 * 4  # 8 test rows: 5 tiles; 16×16 chips above
     metrics = json.loads((out / "metrics.json").read_text())
     assert -1 <= metrics["std_error_spearman"] <= 1 and 0 <= metrics["ause"] <= metrics["ause_random"] + 1

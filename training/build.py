@@ -31,9 +31,11 @@ def build_model_and_guide(config, x_shape, device="cpu"):
                             **per_datapoint)
         prior = build_prior(config.prior, config.latent_u, config.components, encoder=guide.prior_encoder,
                             pseudo_shape=lr_shape(x_shape, config.scale))
-        family = config.likelihood if config.likelihood in FAMILIES else "gaussian"  # discretized: a Gaussian
-        model = SRVAE(x_shape, prior, config.latent_u, config.latent_z, config.scale,
-                      noise=config.noise_for(arch.kind), family=family, **decoders)
+        noise = config.noise_for(arch.kind)
+        likelihood = config.likelihood_for(noise)
+        family = likelihood if likelihood in FAMILIES else "gaussian"  # discretized: a Gaussian
+        model = SRVAE(x_shape, prior, config.latent_u, config.latent_z, config.scale, noise=noise, family=family,
+                      **decoders)
         guide.bind(model)
     return model.to(device), guide.to(device)
 

@@ -10,8 +10,9 @@ same number of Adam steps, and evaluates both on the same held-out test tiles. I
 and spread over seeds of PSNR, SSIM, MAE or CRPS, coverage, the std–error correlation and AUSE,
 per band too, and the training's stability (``stability``), and writes them to
 ``bench/results.json`` under "satellite" (or ``--key``). A run already finished in ``--out`` (its
-``metrics.json``, or the CNN's JSON file) is read, not run again: seeds trained apart, on two
-machines or one after the other, are gathered into one table.
+``metrics.json``, or the CNN's JSON file) is read, not run again, and so is a seed already in the results
+file under the same key and command whose run is not in ``--out``: seeds trained apart, on two machines
+or in two sessions, are gathered into one table.
 """
 
 import argparse
@@ -103,15 +104,24 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json", help="[%(default)s]")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    seeds = [one_seed(seed, args, args.out) for seed in args.seeds]
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    command = f"python run.py --dataset folder --data-dir {args.data_dir} --crop {args.crop}"
+    command += (f" --epochs {args.epochs}" if args.epochs else "") + (f" {args.run_args}" if args.run_args else "")
+    stored = results.get(args.key)
+    stored = {row["seed"]: row for row in stored["seeds"]} if isinstance(stored, dict) and \
+        stored.get("command") == command else {}
+    seeds = []
+    for seed in args.seeds:
+        if seed in stored and not (args.out / f"srvae-seed{seed}" / "metrics.json").exists():
+            print(f"seed {seed}: read from {args.results.name}[{args.key!r}]")
+            seeds.append(stored[seed])
+        else:
+            seeds.append(one_seed(seed, args, args.out))
     table = {key: spread(row[key] for row in seeds) for key in (*SRVAE_KEYS, *CNN_KEYS, *STABILITY_KEYS)}
     table["srvae_minus_bicubic_psnr"] = spread(row["sr_psnr"] - row["bicubic_psnr"] for row in seeds)
     table["srvae_minus_cnn_psnr"] = spread(row["sr_psnr"] - row["cnn_psnr"] for row in seeds)
     for key, value in table.items():
         print(f"{key:<28} {value}")
-    results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    command = f"python run.py --dataset folder --data-dir {args.data_dir} --crop {args.crop}"
-    command += (f" --epochs {args.epochs}" if args.epochs else "") + (f" {args.run_args}" if args.run_args else "")
     results[args.key] = {"command": command, "seeds": seeds, "summary": table}
     args.results.write_text(json.dumps(results, indent=1) + "\n")
     return 0

@@ -1,5 +1,6 @@
-"""bench.satellite gathers seeds trained apart: finished runs in its folder are read, not run again, and
-the table is their mean ± standard deviation."""
+"""bench.satellite gathers seeds trained apart: finished runs in its folder, and seeds already in the
+results file for the same command, are read, not run again, and the table is their mean ± standard
+deviation."""
 
 import json
 
@@ -67,3 +68,19 @@ def test_a_cnn_trained_for_other_steps_is_refused(tmp_path, monkeypatch):
     finished_seed(tmp_path, 0, 37.0, 37.5, cnn_steps=1000)
     with pytest.raises(SystemExit, match="trained 1000 steps, the SRVAE 4000"):
         satellite.main(["--seeds", "0", "--out", str(tmp_path), "--results", str(tmp_path / "r.json")])
+
+
+def test_seeds_already_in_the_results_file_for_the_same_command_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(satellite, "run", lambda command: pytest.fail(f"ran {command}"))
+    out, results = tmp_path / "bench", tmp_path / "results.json"
+    for seed, (sr, cnn) in enumerate([(37.0, 37.5), (38.0, 38.0)]):
+        finished_seed(out, seed, sr, cnn)
+    satellite.main(["--seeds", "0", "1", "--out", str(out), "--results", str(results)])
+    (out / "srvae-seed0" / "metrics.json").unlink()  # seed 0's run folder is gone; its row is kept
+    finished_seed(out, 2, 39.0, 38.3)
+    satellite.main(["--seeds", "0", "1", "2", "--out", str(out), "--results", str(results)])
+    table = json.loads(results.read_text())["satellite"]
+    assert [row["sr_psnr"] for row in table["seeds"]] == [37.0, 38.0, 39.0]
+    assert table["summary"]["sr_psnr"] == "38 ± 1 (37–39)"
+    with pytest.raises(pytest.fail.Exception, match="ran"):  # another command's rows are not reused
+        satellite.main(["--seeds", "0", "--out", str(out), "--results", str(results), "--epochs", "10"])

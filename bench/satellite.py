@@ -107,9 +107,8 @@ def main(argv=None) -> int:
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     command = f"python run.py --dataset folder --data-dir {args.data_dir} --crop {args.crop}"
     command += (f" --epochs {args.epochs}" if args.epochs else "") + (f" {args.run_args}" if args.run_args else "")
-    stored = results.get(args.key)
-    stored = {row["seed"]: row for row in stored["seeds"]} if isinstance(stored, dict) and \
-        stored.get("command") == command else {}
+    entry = results.get(args.key) if isinstance(results.get(args.key), dict) else {}
+    stored = {row["seed"]: row for row in entry["seeds"]} if entry.get("command") == command else {}
     seeds = []
     for seed in args.seeds:
         if seed in stored and not (args.out / f"srvae-seed{seed}" / "metrics.json").exists():

@@ -51,25 +51,25 @@ def union_batch():
     return x, {"u": torch.randn(2 * BATCH, 4, generator=generator), "z": torch.randn(2 * BATCH, 8, generator=generator)}
 
 
-def threads() -> int:
-    """The threads this process runs now, native ones included (gloo's are)."""
-    return len(os.listdir("/proc/self/task"))
+def threads() -> set[str]:
+    """The ids of the threads this process runs now, native ones included (gloo's are)."""
+    return set(os.listdir("/proc/self/task"))
 
 
-def join(rank: int, world: int, folder: str) -> tuple[ProcessGroup, int]:
+def join(rank: int, world: int, folder: str) -> tuple[ProcessGroup, set[str]]:
     """This process's place in a gloo group of ``world`` processes met through a file in ``folder``,
-    and the number of threads that the group started."""
+    and the ids of the threads that the group started."""
     before = threads()
     ranks = ProcessGroup("cpu", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
     return ranks, threads() - before
 
 
-def leave(ranks: ProcessGroup, started: int) -> int:
+def leave(ranks: ProcessGroup, started: set[str]) -> int:
     """Close the group; how many of the threads it started still run (0 when its backend was freed:
-    one left running can abort the process as Python shuts down)."""
-    running = threads()
+    one left running can abort the process as Python shuts down). Counted by id, so that a thread that
+    ends on its own while the group is open, or one that starts meanwhile, does not move the count."""
     ranks.close()
-    return started - (running - threads())
+    return len(started & threads())
 
 
 def models():

@@ -1,6 +1,6 @@
 """The SRVAE against bicubic upsampling and a deterministic residual CNN on a real scene (not a test):
 
-    python -m bench.satellite [--seeds 0 1 2] [--epochs N] [--data-dir data/sentinel2] [--crop 32]
+    python -m bench.satellite [--seeds 0 1 2] [--epochs N] [--data-dir data/sentinel2] [--crop 32 | 0]
                               [--run-args "--likelihood laplace" --key satellite_laplace]
 
 For each seed it runs the README's command, ``python run.py --dataset folder --data-dir DIR --crop P``
@@ -56,19 +56,24 @@ def stability(history: Path) -> dict:
             "clipped_steps": sum(int(row.get("clipped_steps") or 0) for row in rows)}
 
 
+def crop_flag(crop: int) -> list[str]:
+    """run.py's ``--crop P`` for crops of a scene; nothing for 0, a folder of equal-size tiles."""
+    return ["--crop", str(crop)] if crop else []
+
+
 def one_seed(seed: int, args, out: Path) -> dict:
     """Both models for one seed: the SRVAE's metrics, the CNN's, and the steps and seconds of each."""
     run_dir = out / f"srvae-seed{seed}"
     extra = (["--epochs", str(args.epochs)] if args.epochs else []) + shlex.split(args.run_args)
     if not (run_dir / "metrics.json").exists():
-        run(["run.py", "--dataset", "folder", "--data-dir", str(args.data_dir), "--crop", str(args.crop),
+        run(["run.py", "--dataset", "folder", "--data-dir", str(args.data_dir), *crop_flag(args.crop),
              "--seed", str(seed), "--out", str(run_dir), *extra])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     steps = config["epochs"] * math.ceil(config["train_images"] / config["batch_size"])
     cnn_file = out / f"cnn-seed{seed}.json"
     if not cnn_file.exists():
-        run(["-m", "baselines.cnn", "--data-dir", str(args.data_dir), "--crop", str(args.crop),
+        run(["-m", "baselines.cnn", "--data-dir", str(args.data_dir), *crop_flag(args.crop),
              "--steps", str(steps), "--seed", str(seed), "--out", str(cnn_file)])
     cnn = json.loads(cnn_file.read_text())
     if cnn["steps"] != steps:
@@ -96,7 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="[%(default)s]")
     parser.add_argument("--epochs", type=int, default=None, help="the SRVAE's epochs [run.py's default]")
     parser.add_argument("--data-dir", type=Path, default=Path("data/sentinel2"), help="[%(default)s]")
-    parser.add_argument("--crop", type=int, default=32, help="[%(default)s]")
+    parser.add_argument("--crop", type=int, default=32, help="the training crop P; 0 for a folder of equal-size "
+                        "tiles, trained whole and split by file [%(default)s]")
     parser.add_argument("--run-args", default="", help="more flags for run.py, quoted as one string, to measure a "
                         "variant of the default (give it its own --key) [none]")
     parser.add_argument("--key", default="satellite", help="the entry of the results file to write [%(default)s]")
@@ -105,7 +111,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    command = f"python run.py --dataset folder --data-dir {args.data_dir} --crop {args.crop}"
+    command = " ".join(["python run.py --dataset folder --data-dir", str(args.data_dir), *crop_flag(args.crop)])
     command += (f" --epochs {args.epochs}" if args.epochs else "") + (f" {args.run_args}" if args.run_args else "")
     entry = results.get(args.key) if isinstance(results.get(args.key), dict) else {}
     stored = {row["seed"]: row for row in entry["seeds"]} if entry.get("command") == command else {}

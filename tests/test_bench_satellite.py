@@ -84,3 +84,18 @@ def test_seeds_already_in_the_results_file_for_the_same_command_are_kept(tmp_pat
     assert table["summary"]["sr_psnr"] == "38 ± 1 (37–39)"
     with pytest.raises(pytest.fail.Exception, match="ran"):  # another command's rows are not reused
         satellite.main(["--seeds", "0", "--out", str(out), "--results", str(results), "--epochs", "10"])
+
+
+def test_crop_0_runs_a_folder_of_tiles_without_crop(tmp_path, monkeypatch):
+    commands = []
+
+    def record(command):
+        commands.append(command)
+        finished_seed(tmp_path, 0, 38.0, 37.9)
+
+    monkeypatch.setattr(satellite, "run", record)
+    results = tmp_path / "results.json"
+    satellite.main(["--seeds", "0", "--crop", "0", "--data-dir", "TILES", "--out", str(tmp_path),
+                    "--results", str(results), "--key", "tiles"])
+    assert "--crop" not in commands[0]
+    assert json.loads(results.read_text())["tiles"]["command"] == "python run.py --dataset folder --data-dir TILES"

@@ -26,6 +26,18 @@ def finished_seed(out, seed: int, sr_psnr: float, cnn_psnr: float, cnn_steps: in
     (out / f"cnn-seed{seed}.json").write_text(json.dumps(cnn))
 
 
+def recording(monkeypatch, out) -> list:
+    """The commands bench.satellite runs, each one leaving seed 0's finished run in ``out``."""
+    commands = []
+
+    def record(command):
+        commands.append(command)
+        finished_seed(out, 0, 38.0, 37.9)
+
+    monkeypatch.setattr(satellite, "run", record)
+    return commands
+
+
 def test_finished_seeds_are_gathered_without_running_anything(tmp_path, monkeypatch):
     def no_run(command):
         raise AssertionError(f"ran {command}")
@@ -46,13 +58,7 @@ def test_finished_seeds_are_gathered_without_running_anything(tmp_path, monkeypa
 
 
 def test_a_variant_runs_with_its_flags_and_is_written_under_its_own_key(tmp_path, monkeypatch):
-    commands = []
-
-    def record(command):
-        commands.append(command)
-        finished_seed(tmp_path, 0, 38.0, 37.9)
-
-    monkeypatch.setattr(satellite, "run", record)
+    commands = recording(monkeypatch, tmp_path)
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"satellite": "kept"}))
     satellite.main(["--seeds", "0", "--out", str(tmp_path), "--results", str(results),
@@ -87,13 +93,7 @@ def test_seeds_already_in_the_results_file_for_the_same_command_are_kept(tmp_pat
 
 
 def test_crop_0_runs_a_folder_of_tiles_without_crop(tmp_path, monkeypatch):
-    commands = []
-
-    def record(command):
-        commands.append(command)
-        finished_seed(tmp_path, 0, 38.0, 37.9)
-
-    monkeypatch.setattr(satellite, "run", record)
+    commands = recording(monkeypatch, tmp_path)
     results = tmp_path / "results.json"
     satellite.main(["--seeds", "0", "--crop", "0", "--data-dir", "TILES", "--out", str(tmp_path),
                     "--results", str(results), "--key", "tiles"])

@@ -4,6 +4,7 @@ and the readable summary."""
 import sys
 from pathlib import Path
 
+from evaluation.progress import clock
 from experiment.config import RunConfig
 
 
@@ -31,12 +32,15 @@ def write_and_summarise(out: Path, model, guide, data, config: RunConfig, histor
 
 
 def progress_lines(epochs: int):
-    """Without a terminal, a line every tenth of the run instead of a progress bar."""
+    """Without a terminal, a line after the first epoch (so a log is not silent for a tenth of the run) and
+    at every tenth of the run instead of a progress bar, with the time left at the run's mean epoch time."""
     every = max(1, epochs // 10)
 
     def report(row):
-        if row["epoch"] % every == 0 or row["epoch"] == epochs:
+        if row["epoch"] == 1 or row["epoch"] % every == 0 or row["epoch"] == epochs:
             test = f"test {row['test_loss']:9.2f}/image  " if "test_loss" in row else ""
+            left = row["seconds"] / row["epoch"] * (epochs - row["epoch"])
+            time_left = f", about {clock(left)} left" if row["epoch"] < epochs else ""
             print(f"epoch {row['epoch']:>5}/{epochs}  train −ELBO {row['train_loss']:9.2f}/image  "
-                  f"{test}{row['seconds']:6.1f} s", file=sys.stderr, flush=True)
+                  f"{test}{row['seconds']:6.1f} s{time_left}", file=sys.stderr, flush=True)
     return report

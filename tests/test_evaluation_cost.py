@@ -1,4 +1,5 @@
-"""The evaluation's precision chosen by its standard error, its default K, and its progress."""
+"""The evaluation's precision chosen by its standard error, its default K, and its progress (and
+training's, in the same style)."""
 
 import math
 
@@ -12,6 +13,7 @@ from evaluation.progress import Stages, clock
 from evaluation.report import precision
 from experiment.cli import build_parser
 from experiment.config import IW_MIN_SAMPLES, IW_PIXEL_BUDGET, default_iw_samples
+from experiment.outputs import progress_lines
 
 DEFAULTS = build_parser().parse_args([])
 
@@ -106,6 +108,15 @@ def test_a_quick_stage_prints_no_line_per_tenth(capsys):
         stage(done)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and "7/7 files in 0 s" in lines[1]
+
+
+def test_training_lines_in_logs_start_after_the_first_epoch_and_give_the_time_left(capsys):
+    report = progress_lines(20)
+    for epoch in range(1, 21):
+        report({"epoch": epoch, "train_loss": -1.0, "seconds": 3.0 * epoch})  # 3 s per epoch
+    lines = capsys.readouterr().err.splitlines()
+    assert [int(line.split()[1].split("/")[0]) for line in lines] == [1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    assert lines[0].endswith("3.0 s, about 57 s left") and lines[-1].endswith("60.0 s")
 
 
 def test_clock():

@@ -1,6 +1,7 @@
 """What the evaluation costs beside training (not a test):
 
-    python -m bench.evaluation [--train-steps 300] [--test-images 200] [--out bench/results.json]
+    python -m bench.evaluation [--train-steps 300] [--test-images 200] [--setups mlp conv] [--device cpu|cuda]
+                               [--out bench/results.json]
 
 For the 8×8 digits (MLP) and for 28×28 images (conv; the digits upsampled, as MNIST-size stand-ins,
 since MNIST cannot be downloaded here), side by side in one process: a model is trained for
@@ -59,23 +60,26 @@ def images_for(setup: str, values: torch.Tensor) -> torch.Tensor:
     return values if setup.startswith("mlp") else F.interpolate(values, size=28, mode="bilinear").clamp(0, 1)
 
 
-def timed(fn):
-    """(fn's result, its seconds)."""
+def timed(fn, device="cpu"):
+    """(fn's result, its seconds, the device's queued work included)."""
+    synchronize(device)
     start = time.perf_counter()
     result = fn()
-    synchronize("cpu")
+    synchronize(device)
     return result, time.perf_counter() - start
 
 
-def measure(setup: str, train_steps: int, test_images: int, batch: int = 64, k_shift_images: int = 0) -> dict:
-    """Training seconds per image and each evaluation stage's seconds per test image, at defaults;
-    where the default K is below 1000, on ``k_shift_images`` of the test images, how much the
-    importance-weighted estimate moves up to K = 1000 (``k_shift``)."""
+def measure(setup: str, train_steps: int, test_images: int, batch: int = 64, k_shift_images: int = 0,
+            device: str = "cpu") -> dict:
+    """Training seconds per image and each evaluation stage's seconds per test image, at defaults, on
+    ``device``; where the default K is below 1000, on ``k_shift_images`` of the test images, how much
+    the importance-weighted estimate moves up to K = 1000 (``k_shift``)."""
     data = load_dataset("digits")
-    train, test = images_for(setup, data.train_values), images_for(setup, data.test_images())[:test_images]
+    train = images_for(setup, data.train_values).to(device)
+    test = images_for(setup, data.test_images())[:test_images].to(device)
     config = run_defaults(train.shape[1:])
     pyro.set_rng_seed(0)
-    model, guide = build_model_and_guide(RunConfig(**config), train.shape[1:])
+    model, guide = build_model_and_guide(config, train.shape[1:], device)
     loss_fn = make_objective("pyro", model, guide, nll_beta=config.nll_beta)
     optimizer = adam(loss_fn.parameters(), config.lr)
     generator = torch.Generator().manual_seed(0)
@@ -89,19 +93,19 @@ def measure(setup: str, train_steps: int, test_images: int, batch: int = 64, k_s
 
     for _ in range(train_steps):  # the model the evaluation meets: trained, if briefly
         step()
-    _, seconds = timed(lambda: [step() for _ in range(20)])
+    _, seconds = timed(lambda: [step() for _ in range(20)], device)
     train_per_image = seconds / (20 * batch)
     n = len(test)
     with torch.no_grad():
         precision = {"target_se": config.elbo_se, "max_particles": config.eval_max_particles}
         pyro_rows, pyro_s = timed(lambda: pyro_neg_elbo_repeats(model, guide, test, None, config.eval_particles,
-                                                                config.eval_repeats, **precision))
+                                                                config.eval_repeats, **precision), device)
         explicit, explicit_s = timed(lambda: explicit_neg_elbo(model, guide, test, None, config.eval_particles,
-                                                               config.eval_repeats, **precision))
+                                                               config.eval_repeats, **precision), device)
         _, iw_s = timed(lambda: importance_weighted_log_likelihood(model, guide, test,
-                                                                   num_samples=config.iw_samples))
+                                                                   num_samples=config.iw_samples), device)
         y = guide.d(test)
-        _, sr_s = timed(lambda: evaluate_superres(model, guide, test, y, config.scale, config.sr_samples))
+        _, sr_s = timed(lambda: evaluate_superres(model, guide, test, y, config.scale, config.sr_samples), device)
     stages = {"elbo_pyro": pyro_s / n, "elbo_explicit": explicit_s / n, "iw": iw_s / n, "superres": sr_s / n}
     shift = k_shift(model, guide, test[:k_shift_images], config.iw_samples) if k_shift_images else None
     return {"image_shape": list(train.shape[1:]), "arch": config.arch, "noise": config.noise,
@@ -145,15 +149,20 @@ def main(argv=None) -> int:
     parser.add_argument("--k-shift-images", type=int, default=50,
                         help="test images on which the 28×28 IW estimate at its default K is compared with "
                              "K = 1000 (0: not measured) [%(default)s]")
+    parser.add_argument("--setups", nargs="+", choices=("mlp", "conv"), default=["mlp", "conv"],
+                        help="the digits' MLP, the 28×28 conv, or both [%(default)s]")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="[%(default)s]")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json", help="[%(default)s]")
     args = parser.parse_args(argv)
     pyro.enable_validation(False)
-    report = {"environment": environment("cpu"), "setups": {}}
+    report = {"environment": environment(args.device), "setups": {}}
     print(f"{'setup':<18} {'train/img·epoch':>15} {'Pyro ELBO':>10} {'explicit':>10} {'IW':>10} {'SR':>10}"
           f"  {'ELBO particles':>14} {'K':>5}  default run: evaluation's share")
     for setup, (command, train_images, epochs, test_images) in DEFAULT_RUNS.items():
+        if setup.split()[0] not in args.setups:
+            continue
         row = measure(setup, args.train_steps, args.test_images, k_shift_images=0 if setup.startswith("mlp")
-                      else args.k_shift_images)
+                      else args.k_shift_images, device=args.device)
         if train_images is None:  # the digits: their own split and default epochs
             from experiment.config import default_epochs
 

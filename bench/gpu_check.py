@@ -4,9 +4,10 @@
 
 1. the CUDA tests; 2. the benchmark's table; 3. a short conv training on the Malmö scene, with its
 evaluation; 4. that model applied to the whole 600×600 scene by superresolve.py; 5. the scene's speed
-in megapixels of output per second, beside the CNN. The steps run in this one process (the CUDA tests
-in pytest's). ``--small`` makes every step tiny (the digits, a 24×24 scene), so that the tests know
-the check works on a machine without a GPU (``--device cpu``).
+in megapixels of output per second, beside the CNN; 6. the evaluation's cost per test image beside a
+training epoch's, and its share of the default digits and MNIST runs, on the GPU. The steps run in this
+one process (the CUDA tests in pytest's). ``--small`` makes every step tiny (the digits, a 24×24
+scene), so that the tests know the check works on a machine without a GPU (``--device cpu``).
 """
 
 import argparse
@@ -65,8 +66,17 @@ def scene_speed(args) -> int:
     return main(["--device", args.device, *small, "--out", str(args.out / "bench.json")])
 
 
+def evaluation_cost(args) -> int:
+    from bench.evaluation import main
+
+    size = ["--train-steps", "2", "--test-images", "4", "--setups", "mlp"] if args.small else [
+        "--test-images", "100", "--k-shift-images", "20"]
+    return main(["--device", args.device, *size, "--out", str(args.out / "bench.json")])
+
+
 STEPS = {"the CUDA tests": cuda_tests, "the benchmark's table": benchmark_table, "a short conv training": training,
-         "a whole scene super-resolved": scene, "the scene's speed": scene_speed}
+         "a whole scene super-resolved": scene, "the scene's speed": scene_speed,
+         "the evaluation's cost": evaluation_cost}
 
 
 def main(argv=None) -> int:

@@ -42,7 +42,7 @@ class ResidualCNN(nn.Module):
         zero_last(self.high)  # x̂ starts at bicubic(y)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        y_big = upsample(y, self.scale, "bicubic")
+        y_big = upsample(y, self.scale, "bicubic", clamp=False)
         return y_big + self.high(torch.cat([self.low(y), y_big], dim=1))
 
 

@@ -4,7 +4,7 @@ from data.benchmarks import BENCHMARKS, load_benchmark
 from data.digits import load_digits
 from data.downscale import DOWNSCALE_MODES, downscale, quantize, upsample
 from data.errors import DataError
-from data.folder import SPLITS, load_folder
+from data.folder import SPLITS, UNITS, load_folder
 from data.images import ImageData
 
 DATASETS = {
@@ -18,20 +18,21 @@ DATASETS = {
 
 def load_dataset(name: str, data_dir="data", download: bool = False, scale: int = 2,
                  crop: int | None = None, split: str = "auto", augment: bool = False, discrete: bool = False,
-                 normalization: dict | None = None) -> ImageData:
+                 normalization: dict | None = None, units: str = "auto") -> ImageData:
     """The data set ``name``; raises ``DataError`` (one line) when its files are missing or bad.
-    ``split`` and ``augment`` concern the ``folder`` data set (``data.folder``); ``discrete`` and a saved
+    ``split``, ``augment`` and ``units`` concern the ``folder`` data set (``data.folder``); ``discrete`` and a saved
     ``normalization`` are given to the data as they are built (``ImageData.with_options``)."""
     if name == "digits":
         data = load_digits()
     elif name in BENCHMARKS:
         data = load_benchmark(name, data_dir, download)
     elif name == "folder":
-        data = load_folder(data_dir, scale, crop, split=split, augment=augment)
+        data = load_folder(data_dir, scale, crop, split=split, augment=augment,
+                           units=normalization.get("units", "range") if normalization else units)
     else:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     return data.with_options(discrete=discrete, normalization=normalization)
 
 
-__all__ = ["DATASETS", "DOWNSCALE_MODES", "SPLITS", "DataError", "ImageData", "downscale", "load_dataset", "quantize",
-           "upsample"]
+__all__ = ["DATASETS", "DOWNSCALE_MODES", "SPLITS", "UNITS", "DataError", "ImageData", "downscale", "load_dataset",
+           "quantize", "upsample"]

@@ -26,11 +26,13 @@ def downscale(x: torch.Tensor, scale: int = 2, mode: str = "area", levels: int |
     return small if levels is None else quantize(small, levels)
 
 
-def upsample(y: torch.Tensor, scale: int = 2, mode: str = "bicubic") -> torch.Tensor:
-    """Classical upsampling of LR images (the baselines of super-resolution), clamped to [0, 1]."""
+def upsample(y: torch.Tensor, scale: int = 2, mode: str = "bicubic", clamp: bool = True) -> torch.Tensor:
+    """Classical upsampling of LR images (the baselines of super-resolution), clamped to [0, 1] unless
+    ``clamp`` is False (a model's mean, whose valid pixels may lie beyond the training range)."""
     images = y.reshape(-1, *y.shape[-3:])
     kwargs = {"align_corners": False} if mode == "bicubic" else {}
-    big = F.interpolate(images, scale_factor=scale, mode=mode, **kwargs).clamp(0, 1)
+    big = F.interpolate(images, scale_factor=scale, mode=mode, **kwargs)
+    big = big.clamp(0, 1) if clamp else big
     return big.reshape(*y.shape[:-2], *big.shape[-2:])
 
 

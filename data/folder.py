@@ -13,8 +13,8 @@ of its HR image. Two ways to split train from test (``SPLITS``):
   tiles; training crops are drawn from the rows above, through overlapping 2P×2P chips that
   hold every P×P window of that part (``chip_starts``), so no test pixel is ever in a training crop.
 
-Both map every band with one normalization for x and y, from the training pixels only:
-x = (v − low)/span (``data.images``), saved in the run's config so outputs map back.
+Both map every band with one normalization for x and y, x = (v − low)/span (``data.images``), saved
+in the run's config so outputs map back; ``UNITS`` says how low and span are chosen.
 """
 
 import math
@@ -27,6 +27,11 @@ from data.errors import DataError, one_line
 from data.images import ImageData
 
 SUFFIXES = (".png", ".tif", ".tiff", ".npy")
+REFLECTANCE_FACTOR = 10_000.0  # Sentinel-2 L1C/L2A (and most optical products) store reflectance × 10 000
+UNITS = {"auto": "reflectance for unsigned 16-bit integer images, range for any other",
+         "reflectance": f"x = v / {REFLECTANCE_FACTOR:.0f} in every band: fixed, so a model applies to any scene "
+                        "stored as reflectance × 10 000 (Sentinel-2 L1C and L2A)",
+         "range": "each band's minimum and span over the training pixels, mapped to [0, 1] (arbitrary images)"}
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -98,13 +103,34 @@ def describe(shape) -> str:
     return f"{shape[0]} band{'s' if shape[0] != 1 else ''} of {shape[1]}×{shape[2]}"
 
 
-def band_normalization(images: list[np.ndarray], integer: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per band, ``low`` = the minimum and ``span`` = max − min (+ 1 for integer pixels, whose
-    dequantization noise fills [v, v + 1)) over the training images, so they map into [0, 1]."""
+def resolve_units(units: str, dtype) -> str:
+    """``units`` (``UNITS``), "auto" decided by the images' ``dtype``: unsigned 16-bit integers are how
+    optical satellite products store reflectance × 10 000."""
+    if units not in UNITS:
+        raise ValueError(f"unknown units {units!r}; choose from {', '.join(UNITS)}")
+    if units != "auto":
+        return units
+    return "reflectance" if np.dtype(dtype) == np.uint16 else "range"
+
+
+def observed_range(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per band, the minimum and maximum of the training pixels, in their own units."""
     low = np.min([a.min(axis=(0, 2, 3)) for a in images], axis=0).astype(np.float64)
     high = np.max([a.max(axis=(0, 2, 3)) for a in images], axis=0).astype(np.float64)
-    span = high - low + (1.0 if integer else 0.0)
-    span[span <= 0] = 1.0  # a constant band
+    return low, high
+
+
+def band_normalization(images: list[np.ndarray], integer: bool, units: str = "range"
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per band, ``low`` and ``span`` of x = (v − low)/span. "reflectance": 0 and ``REFLECTANCE_FACTOR``, whatever
+    the pixels, so that another scene of the same sensor maps alike. "range": the minimum and max − min (+ 1 for
+    integer pixels, whose dequantization noise fills [v, v + 1)) over the training images, which map into [0, 1]."""
+    low, high = observed_range(images)
+    if units == "reflectance":
+        low, span = np.zeros_like(low), np.full_like(low, REFLECTANCE_FACTOR)
+    else:
+        span = high - low + (1.0 if integer else 0.0)
+        span[span <= 0] = 1.0  # a constant band
     return torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(span, dtype=torch.float32)
 
 
@@ -114,9 +140,10 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
 
 
 def load_folder(root, scale: int = 2, crop: int | None = None, test_fraction: float = 0.2,
-                split_seed: int = 0, split: str = "auto", augment: bool = False) -> ImageData:
-    """The paired (or HR-only) images of ``root``, split by ``split`` (``SPLITS``); raises ``DataError``
-    naming any bad file. ``augment`` flips and rotates the training crops (``ImageData``)."""
+                split_seed: int = 0, split: str = "auto", augment: bool = False, units: str = "auto") -> ImageData:
+    """The paired (or HR-only) images of ``root``, split by ``split`` (``SPLITS``) and mapped to the model's
+    units by ``units`` (``UNITS``); raises ``DataError`` naming any bad file. ``augment`` flips and rotates
+    the training crops (``ImageData``)."""
     root = Path(root)
     hr_dir, lr_dir = root / "hr", root / "lr"
     if split not in SPLITS:
@@ -128,6 +155,7 @@ def load_folder(root, scale: int = 2, crop: int | None = None, test_fraction: fl
     if not hr_files:
         raise DataError(f"{hr_dir}: 0 images ({', '.join(SUFFIXES)}); put the HR images there")
     x = read_images(hr_files, None, "every HR image")
+    units = resolve_units(units, x[0].dtype)
     if split == "auto":
         split = "rows" if len(x) == 1 or len({a.shape for a in x}) > 1 else "files"
     if len(x) < 2 and (split == "files" or crop is None):
@@ -157,12 +185,12 @@ def load_folder(root, scale: int = 2, crop: int | None = None, test_fraction: fl
             raise DataError(f"{lr_dir}: LR images are {y[0].dtype}, HR images {x[0].dtype}; give both as integers "
                             "or both as floats")
     if split == "files":
-        return split_by_files(hr_files, x, y, scale, crop, test_fraction, split_seed, augment)
-    return split_by_rows(hr_files, x, y, scale, crop, test_fraction, augment)
+        return split_by_files(hr_files, x, y, scale, crop, test_fraction, split_seed, augment, units)
+    return split_by_rows(hr_files, x, y, scale, crop, test_fraction, augment, units)
 
 
 def split_by_files(files: dict, x: list, y: list | None, scale: int, crop: int | None, test_fraction: float,
-                   split_seed: int, augment: bool) -> ImageData:
+                   split_seed: int, augment: bool, units: str) -> ImageData:
     """Tiles of one size: whole images to test on, drawn by ``split_seed``; ``crop`` cuts one patch of each."""
     first = x[0].shape
     for path, array in zip(files.values(), x, strict=True):
@@ -178,7 +206,7 @@ def split_by_files(files: dict, x: list, y: list | None, scale: int, crop: int |
     n_test = max(1, round(test_fraction * len(x)))
     test, train = order[:n_test].numpy(), order[n_test:].numpy()
     return image_data(x[train], x[test], None if y is None else y[train], None if y is None else y[test],
-                      crop, scale, augment)
+                      crop, scale, augment, units)
 
 
 def test_rows(height: int, crop: int, test_fraction: float) -> int:
@@ -197,7 +225,7 @@ def chip_starts(length: int, chip: int, crop: int, scale: int) -> list[int]:
 
 
 def split_by_rows(files: dict, x: list, y: list | None, scale: int, crop: int,
-                  test_fraction: float, augment: bool) -> ImageData:
+                  test_fraction: float, augment: bool, units: str) -> ImageData:
     """Scenes of any sizes: per scene, the last ``test_rows`` rows cut into fixed P×P test tiles, and
     the rows above into overlapping chips (P = ``crop``) from which the training crops are drawn."""
     if crop % scale:
@@ -228,16 +256,20 @@ def split_by_rows(files: dict, x: list, y: list | None, scale: int, crop: int,
                     parts["test_lr"].append(lr[:, r // scale:r // scale + lr_crop, c // scale:c // scale + lr_crop])
     stacked = {k: np.stack(v) if v else None for k, v in parts.items()}
     return image_data(stacked["train"], stacked["test"], stacked["train_lr"], stacked["test_lr"], crop, scale,
-                      augment)
+                      augment, units)
 
 
-def image_data(x_train, x_test, y_train, y_test, crop, scale, augment) -> ImageData:
-    """The split arrays as ``ImageData``, normalized from the training pixels (x and y alike)."""
+def image_data(x_train, x_test, y_train, y_test, crop, scale, augment, units="range") -> ImageData:
+    """The split arrays as ``ImageData``, normalized by ``units`` (x and y alike), with the training
+    pixels' range per band."""
     integer = x_train.dtype.kind in "iu"
-    low, span = band_normalization([x_train] + ([] if y_train is None else [y_train]), integer)
+    training = [x_train] + ([] if y_train is None else [y_train])
+    low, span = band_normalization(training, integer, units)
+    seen_low, seen_high = observed_range(training)
     levels = int(span[0]) if integer and bool((span == span[0]).all()) else None
     return ImageData("folder", as_tensor(x_train), torch.full((len(x_train),), -1, dtype=torch.long),
                      as_tensor(x_test), torch.full((len(x_test),), -1, dtype=torch.long), levels,
                      low=low, span=span, integer=integer,
                      train_lr=None if y_train is None else as_tensor(y_train),
-                     test_lr=None if y_test is None else as_tensor(y_test), crop=crop, scale=scale, augment=augment)
+                     test_lr=None if y_test is None else as_tensor(y_test), crop=crop, scale=scale, augment=augment,
+                     units=units, observed=(seen_low.tolist(), seen_high.tolist()))

@@ -42,6 +42,8 @@ class ImageData:
     crop: int | None = None
     scale: int = 2
     augment: bool = False
+    units: str = "range"  # how low and span were chosen (``data.folder.UNITS``)
+    observed: tuple | None = None  # (low, high) per band of the training pixels, in their own units
 
     def __post_init__(self):
         channels = self.train_values.shape[1]
@@ -61,7 +63,10 @@ class ImageData:
         if discrete is not None:
             changes["discrete"] = discrete
         if normalization is not None:
-            changes.update(low=torch.tensor(normalization["low"]), span=torch.tensor(normalization["span"]))
+            changes.update(low=torch.tensor(normalization["low"]), span=torch.tensor(normalization["span"]),
+                           units=normalization.get("units", "range"))
+            if normalization.get("observed") is not None:
+                changes["observed"] = tuple(normalization["observed"])
         return replace(self, **changes)
 
     @property
@@ -82,9 +87,10 @@ class ImageData:
 
     @property
     def normalization(self) -> dict:
-        """Per-band ``low`` and ``span`` (plain lists, for the config and checkpoint):
-        original units = x · span + low."""
-        return {"low": self.low.tolist(), "span": self.span.tolist(), "integer": self.integer}
+        """Per-band ``low`` and ``span`` (plain lists, for the config and checkpoint): original units =
+        x · span + low; how they were chosen (``units``) and the training pixels' range (``observed``)."""
+        return {"low": self.low.tolist(), "span": self.span.tolist(), "integer": self.integer, "units": self.units,
+                "observed": None if self.observed is None else [list(part) for part in self.observed]}
 
     def to(self, device, train: bool = True) -> "ImageData":
         """Move every tensor to ``device`` once (small data sets live on the device); with ``train``

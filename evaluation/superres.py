@@ -11,6 +11,7 @@ from torch import nn
 from data.downscale import upsample
 from evaluation.elbo import PIXELS_PER_PASS, chunks, per_pass
 from evaluation.loglik import log_density
+from evaluation.mixture import PixelMixture, decoder_mixture
 from evaluation.quality import psnr, ssim, ssim_window
 from evaluation.uncertainty import coverage, crps, randomized_pit, sparsification, spearman
 from guides.fitting import fit_guide_parameters
@@ -46,23 +47,26 @@ def predictive_draws(model, guide, y: torch.Tensor, num_samples: int = 100, prop
 
 
 def predictive_components(model, guide, y: torch.Tensor, num_samples: int = 100, proposals: int = 0,
-                          fit_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``predictive_draws``, and the standard deviations of the p(x | y, z) each draw came from where
-    that is a Gaussian (None else: the discretized Gaussian, the Laplace). The S components (mean,
-    std) are a Gaussian mixture whose exact moments and quantiles need far fewer draws than the
-    draws' own."""
+                          fit_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor, PixelMixture | None]:
+    """``predictive_draws``, and the S components p(x | y, zₛ) the draws came from as a ``PixelMixture``
+    (None for the discretized Gaussian): the predictive's exact moments and quantiles given the S latents,
+    which need far fewer draws than the draws' own."""
     if num_samples < 1:
         raise ValueError(f"the number of super-resolution samples must be positive, got {num_samples}")
     guide_fn = fit_posterior_given_y(model, y, fit_steps) if fit_steps else guide.guide
     with torch.no_grad():
         guide_trace, model_trace = guide_and_model_traces(model.model, guide_fn, None, y, proposals or num_samples)
         site = model_trace.nodes["x"]
-        parts = [site["value"], decoder_mean(site), decoder_stddev(site)]
+        draws, means, mixture = site["value"], decoder_mean(site), decoder_mixture(site["fn"], site["value"])
         if not proposals:
-            return tuple(parts)
+            return draws, means, mixture
         index = importance_index(guide_trace, model_trace, num_samples)
         images = torch.arange(y.shape[0], device=y.device)
-        return tuple(None if part is None else part[index, images] for part in parts)
+        if mixture is not None:
+            power = mixture.power if mixture.power is None or mixture.power.dim() < draws.dim() else \
+                mixture.power[index, images]
+            mixture = PixelMixture(mixture.means[index, images], mixture.stddevs[index, images], power)
+        return draws[index, images], means[index, images], mixture
 
 
 def decoder_mean(site) -> torch.Tensor:
@@ -73,13 +77,6 @@ def decoder_mean(site) -> torch.Tensor:
         return site["fn"].mean
     except NotImplementedError:
         return site["value"]
-
-
-def decoder_stddev(site) -> torch.Tensor | None:
-    """The standard deviation of the Gaussian a sample site drew from, or None for any other distribution
-    (whose mixture's quantiles are not the Gaussian mixture's)."""
-    fn = site["fn"].base_dist if isinstance(site["fn"], torch.distributions.Independent) else site["fn"]
-    return fn.stddev.expand_as(site["value"]) if isinstance(fn, torch.distributions.Normal) else None
 
 
 class GaussianPosterior(nn.Module):

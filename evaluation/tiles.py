@@ -3,7 +3,7 @@
 The model takes LR images of one size (a tile). A scene is cut into LR tiles of that size that overlap
 their neighbours by at least ``overlap`` pixels; each tile's S draws of x given y are summarised per
 HR pixel (mean of the decoder's means, second moment, 5 % and 95 % quantiles, those of the mixture
-of the S Gaussians p(x | y, zₛ) where the decoder is Gaussian: ``summarise``) and added into the scene
+of the S components p(x | y, zₛ): ``summarise``) and added into the scene
 with the weight of a window that is 1 in the tile's middle and falls smoothly towards its edges
 (``taper``), where a conv network sees zero padding and no context. Per HR pixel, with w_t the
 windows of the tiles t covering it (W = Σ w_t):
@@ -65,28 +65,16 @@ def sorted_quantile(ordered: torch.Tensor, level: float) -> torch.Tensor:
     return ordered[low] + frac * (ordered[high] - ordered[low])
 
 
-def mixture_quantile(means: torch.Tensor, stddevs: torch.Tensor, level: float, steps: int = 25) -> torch.Tensor:
-    """The ``level`` quantile, per pixel, of the equal-weight Gaussian mixture (1/S) Σₛ N(μₛ, σₛ²) over
-    dim 0, by bisection on its CDF between min(μ − 8σ) and max(μ + 8σ) (each step halves the bracket)."""
-    low, high = (means - 8 * stddevs).amin(0), (means + 8 * stddevs).amax(0)
-    for _ in range(steps):
-        middle = (low + high) / 2
-        below = torch.special.ndtr((middle - means) / stddevs).mean(0) < level
-        low, high = torch.where(below, middle, low), torch.where(below, high, middle)
-    return (low + high) / 2
-
-
-def summarise(draws: torch.Tensor, means: torch.Tensor, stddevs: torch.Tensor | None, keep: int) -> dict:
+def summarise(draws: torch.Tensor, means: torch.Tensor, mixture, keep: int) -> dict:
     """Per-pixel statistics of S draws of B tiles (S, B, C, H, W): the tiles' mean (of the means of the
     p(x | y, z) the draws came from, ``predictive_components``), their second moment E[x²], the
-    ``QUANTILES``, and the first ``keep`` draws' deviations from the mean. With the components'
-    standard deviations the second moment and the quantiles are those of the mixture of the S
-    Gaussians, exact given the S latents (E[x²] = mean of σₛ² + μₛ²); without them (a discretized
-    likelihood), those of the draws."""
+    ``QUANTILES``, and the first ``keep`` draws' deviations from the mean. With the components
+    (``evaluation.mixture.PixelMixture``) the second moment and the quantiles are those of their mixture,
+    exact given the S latents; without them (a discretized likelihood), those of the draws."""
     mean = means.mean(0)
-    if stddevs is not None:
-        stats = {"mean": mean, "second": (stddevs.pow(2) + means.pow(2)).mean(0)}
-        stats.update({name: mixture_quantile(means, stddevs, level) for name, level in QUANTILES.items()})
+    if mixture is not None:
+        stats = {"mean": mean, "second": mixture.second_moment}
+        stats.update({name: mixture.quantile(level) for name, level in QUANTILES.items()})
     else:
         variance = draws.var(0) if draws.shape[0] > 1 else torch.zeros_like(mean)
         ordered = draws.sort(0).values
@@ -149,6 +137,18 @@ def batch_sizes(samples: int, bands: int, tile_pixels: int, channels: int, memor
     return tiles, max(1, (memory_bytes - samples * kept) // passing)
 
 
+def join_mixtures(parts: list):
+    """The components of several passes' draws as one ``PixelMixture`` (None when they have none)."""
+    from evaluation.mixture import PixelMixture
+
+    if parts[0] is None:
+        return None
+    power = parts[0].power
+    if power is not None and power.dim() == parts[0].means.dim():  # one shape per component
+        power = torch.cat([part.power for part in parts])
+    return PixelMixture(torch.cat([part.means for part in parts]), torch.cat([part.stddevs for part in parts]), power)
+
+
 def fill_missing(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """y (C, h, w) with each band's missing pixels set to the mean of its valid ones, so the networks
     see plausible values there (the outputs above them are masked anyway)."""
@@ -177,8 +177,9 @@ def super_resolve_scene(draw, y: torch.Tensor, valid: torch.Tensor, scale: int, 
         batch = corners[first:first + per_batch]
         tiles = torch.stack([y[:, r:r + th, c:c + tw] for r, c in batch])
         passes = [draw(tiles, min(per_pass, samples - done)) for done in range(0, samples, per_pass)]
-        draws, means, stddevs = (None if parts[0] is None else torch.cat(parts) for parts in zip(*passes, strict=True))
-        stats = {name: value.float().cpu().numpy() for name, value in summarise(draws, means, stddevs, keep).items()}
+        draws, means = (torch.cat([part[i] for part in passes]) for i in (0, 1))
+        stats = {name: value.float().cpu().numpy()
+                 for name, value in summarise(draws, means, join_mixtures([part[2] for part in passes]), keep).items()}
         for i, (r, c) in enumerate(batch):
             blend.add(scale * r, scale * c, w, {name: value[i] for name, value in stats.items()})
         if progress is not None:

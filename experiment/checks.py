@@ -44,7 +44,8 @@ def check(config: RunConfig) -> None:
         compiling = " or ".join(name for name, kind in GUIDES.items() if kind.compiles)
         raise UsageError(f"--objective pyro-jit compiles the ELBO once: it takes --guide {compiling} and no "
                          "--kl-warmup; use --objective pyro")
-    for flag, value, default in (("crop", c.crop, None), ("split", c.split, "auto"), ("augment", c.augment, False)):
+    for flag, value, default in (("crop", c.crop, None), ("split", c.split, "auto"), ("augment", c.augment, False),
+                                 ("units", c.units, "auto")):
         if value != default and value is not None and c.dataset != "folder":
             raise UsageError(f"--{flag} works with --dataset folder only (the {c.dataset} images are used whole)")
     if c.download and c.dataset in ("digits", "folder"):
@@ -99,7 +100,7 @@ def load_data(config: RunConfig, normalization: dict | None = None):
     try:
         data = load_dataset(config.dataset, config.data_dir, config.download, config.scale, config.crop, config.split,
                             bool(config.augment), discrete=config.likelihood == "discretized",
-                            normalization=normalization)
+                            normalization=normalization, units=config.units)
     except DataError as error:
         raise UsageError(str(error)) from None
     return data.test_subset(config.test_images)

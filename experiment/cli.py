@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from data import DATASETS, DOWNSCALE_MODES, SPLITS
+from data import DATASETS, DOWNSCALE_MODES, SPLITS, UNITS
 from experiment.config import IW_MIN_SAMPLES, IW_PIXEL_BUDGET, MIN_STEPS, RESUME_MAY_CHANGE, RunConfig
 from guides import GUIDES
 from model import PRIORS
@@ -151,6 +151,9 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
     d.add_argument("--split", default=defaults.split, choices=list(SPLITS),
                    help="--dataset folder, how test images are held out: "
                         + "; ".join(f"{k} = {v}" for k, v in SPLITS.items()) + " [%(default)s]")
+    d.add_argument("--units", default=defaults.units, choices=list(UNITS),
+                   help="--dataset folder, how pixel values map to the model's: "
+                        + "; ".join(f"{k} = {v}" for k, v in UNITS.items()) + " [%(default)s]")
     d.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
                    help="flip and rotate each training image or crop by a random symmetry of the square (x and "
                         "y alike) [on for --dataset folder when the training images or crops are square, else off]")

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from model.networks import Architecture
 from training.progress import SPIKE_CLIP
 
-CONFIG_VERSION = 4  # 1: the untyped dictionaries written before the version was recorded; 2: no scale_network;
-# 3: no spike_clip
+CONFIG_VERSION = 5  # 1: the untyped dictionaries written before the version was recorded; 2: no scale_network;
+# 3: no spike_clip; 4: no units (folders were mapped by their training range)
 MIN_STEPS = 4000  # the default training budget's floor, in Adam steps
 IW_PIXEL_BUDGET = 64_000  # importance draws × pixel values per test image, by default
 IW_MIN_SAMPLES = 100
@@ -63,6 +63,7 @@ class RunConfig:
     download: bool = False
     crop: int | None = None
     split: str = "auto"
+    units: str = "auto"
     augment: bool | None = None
     test_images: int = 1000
     scale: int = 2
@@ -133,7 +134,9 @@ class RunConfig:
         nll_beta = self.nll_beta_for(noise) if self.nll_beta is None else self.nll_beta
         augment = self.augmentation(data.image_shape)
         epochs = self.epochs or default_epochs(self.dataset, len(data.train_values), self.batch_size, world_size)
+        units = data.units if self.dataset == "folder" else self.units
         return replace(self, arch=arch, noise=noise, likelihood=likelihood, nll_beta=nll_beta, augment=augment,
+                       units=units,
                        epochs=epochs, device=device, out=str(out), world_size=world_size,
                        image_shape=list(data.image_shape), levels=data.levels, normalization=data.normalization,
                        paired=data.paired, train_images=len(data.train_values), test_images=len(data.test_values),
@@ -202,6 +205,8 @@ def migrate(saved: dict) -> dict:
         saved = {**saved, "scale_network": False}  # the log-scales were a second head of the mean's network
     if version <= 3:
         saved = {**saved, "spike_clip": 0.0}  # no step was clipped unless --clip-norm said so
+    if version <= 4 and saved.get("dataset") == "folder":
+        saved = {**saved, "units": "range"}  # folders were mapped by their training pixels' range
     return {**saved, "version": CONFIG_VERSION}
 
 

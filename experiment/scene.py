@@ -268,7 +268,8 @@ def write_maps(scene: Scene, blend, units: Units, y, valid, progress):
             maps = blend.strip(start, stop)
             hr_valid = lr_valid[start // s:stop // s].repeat(s, 0).repeat(s, 1)
             lr_top, lr_bottom = max(0, start // s - 2), min(y.shape[1], stop // s + 2)
-            bicubic = upsample(y[None, :, lr_top:lr_bottom], s, "bicubic")[0, :, start - s * lr_top:stop - s * lr_top]
+            bicubic = upsample(y[None, :, lr_top:lr_bottom], s, "bicubic", clamp=False)
+            bicubic = bicubic[0, :, start - s * lr_top:stop - s * lr_top]
             bicubic = bicubic.cpu().numpy()
             shown = {name: np.where(hr_valid, image, np.nan)
                      for name, image in (("bicubic", bicubic), ("mean", maps["mean"]), ("std", maps["std"]))}

@@ -141,7 +141,7 @@ class ConvXGivenYZ(nn.Module):
         y4 = y.expand(*batch, *y.shape[-3:]).reshape(-1, *y.shape[-3:])
         z_maps = self.from_z(z.expand(*batch, z.shape[-1])).reshape(-1, *self.lr_maps)
         h = self.low(torch.cat([z_maps, y4], dim=1))
-        y_big = upsample(y4, self.scale, "bicubic")
+        y_big = upsample(y4, self.scale, "bicubic", clamp=False)  # a scene brighter than training is not clipped
         out = self.high(torch.cat([h, y_big], dim=1))
         out = add_to_mean(out, y_big) if self.residual else out
         return out.reshape(*batch, *out.shape[-3:])

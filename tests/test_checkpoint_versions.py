@@ -64,15 +64,18 @@ def test_a_configuration_of_the_first_version_migrates_to_this_one():
 
 
 def test_a_checkpoint_written_by_the_first_version_evaluates_to_the_numbers_it_had(tmp_path, capsys):
-    """The fixture's own evaluation, at the same seed and flags, is reproduced exactly by --evaluate."""
+    """The fixture's own evaluation, at the same seed and flags, is reproduced by --evaluate to float32 rounding."""
     from run import main
 
     assert main(["--evaluate", str(FIXTURE / "checkpoint.pt"), *QUICK, "--out", str(tmp_path)]) == 0
     then = json.loads((FIXTURE / "metrics.json").read_text())
     now = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("explicit_neg_elbo", "pyro_neg_elbo", "gamma_x", "coverage_90"):
-        assert now[key] == then[key], key
-    assert now["sr_psnr"] == pytest.approx(then["sr_psnr"], rel=1e-6)  # the same PSNR, its float32 sums reordered
+    # The fixture was written on another machine: a CPU with other vector units rounds float32 sums
+    # differently (the −ELBO moved by 2·10⁻⁸ of itself on an AVX-512 machine), so stored numbers are compared
+    # within float32 rounding, far below their Monte-Carlo errors; a coverage may move by a pixel or two.
+    for key in ("explicit_neg_elbo", "pyro_neg_elbo", "gamma_x", "sr_psnr"):
+        assert now[key] == pytest.approx(then[key], rel=1e-5), key
+    assert now["coverage_90"] == pytest.approx(then["coverage_90"], abs=1e-3)
     assert json.loads((tmp_path / "config.json").read_text())["version"] == CONFIG_VERSION
 
 

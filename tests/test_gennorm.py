@@ -103,11 +103,15 @@ def test_beta_nll_weights_are_alpha_to_the_p_beta():
     assert torch.allclose(loc.grad, expected, rtol=1e-5)
 
 
-def test_super_resolution_of_gennorm_decoders_uses_the_draws(digits):
+def test_super_resolution_of_gennorm_decoders_gives_their_components(digits):
+    """The draws' components are generalized normals of the decoder's std and shape, so the maps' quantiles
+    are those of their mixture, not of a few draws."""
     srvae, guide = build(likelihood="gennorm", seed=1)
     y = guide.d(digits.test_images()[:4])
-    draws, means, stddevs = predictive_components(srvae, guide, y, num_samples=3)
-    assert stddevs is None and draws.shape == means.shape == (3, 4, 1, 8, 8)
+    draws, means, mixture = predictive_components(srvae, guide, y, num_samples=3)
+    assert draws.shape == means.shape == mixture.means.shape == (3, 4, 1, 8, 8)
+    assert torch.equal(mixture.means, means)
+    assert torch.allclose(mixture.power, srvae.p_x_given_yz.power.expand_as(means))
 
 
 @pytest.mark.parametrize("model, arch, noise, given, family", [

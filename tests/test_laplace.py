@@ -9,7 +9,7 @@ from conftest import build
 from torch.distributions import Laplace
 
 from evaluation.elbo import explicit_neg_elbo, pyro_neg_elbo
-from evaluation.superres import decoder_stddev, predictive_components
+from evaluation.superres import predictive_components
 from model.likelihood import laplace_log_likelihood
 
 
@@ -34,15 +34,15 @@ def test_pyro_and_explicit_elbo_agree_with_laplace_decoders(digits, noise):
 
 
 def test_super_resolution_draws_of_laplace_decoders_spread_as_their_scale_says(digits):
-    """No Gaussian-mixture shortcut for a Laplace: the components' std is not given, and the draws
-    around each component's mean have the Laplace's std √2·b (b = γ₁, one scale)."""
+    """A Laplace's components are generalized normals of shape 1 and std √2·b (b = γ₁, one scale), and the
+    draws around each component's mean have that std."""
     srvae, guide = build(likelihood="laplace", seed=1)
     y = guide.d(digits.test_images()[:32])
     torch.manual_seed(0)
-    draws, means, stddevs = predictive_components(srvae, guide, y, num_samples=50)
-    assert stddevs is None
-    spread = (draws - means).std().item()
+    draws, means, mixture = predictive_components(srvae, guide, y, num_samples=50)
     b = srvae.p_x_given_yz.gamma.item()
+    assert float(mixture.power) == 1.0 and torch.allclose(mixture.stddevs, torch.tensor(math.sqrt(2) * b))
+    spread = (draws - means).std().item()
     standard_error = math.sqrt(2) * b * math.sqrt(5 / 4 / draws.numel())  # sd of a sample sd, kurtosis 6
     assert abs(spread - math.sqrt(2) * b) < 4 * standard_error
 
@@ -50,6 +50,6 @@ def test_super_resolution_draws_of_laplace_decoders_spread_as_their_scale_says(d
 def test_gaussian_decoders_still_give_their_components_std(digits):
     srvae, guide = build(seed=1)
     y = guide.d(digits.test_images()[:4])
-    _, _, stddevs = predictive_components(srvae, guide, y, num_samples=3)
-    assert stddevs is not None and torch.allclose(stddevs, srvae.p_x_given_yz.gamma.expand_as(stddevs))
-    assert decoder_stddev({"fn": Laplace(torch.zeros(2), 1.0), "value": torch.zeros(2)}) is None
+    _, _, mixture = predictive_components(srvae, guide, y, num_samples=3)
+    assert mixture.power is None
+    assert torch.allclose(mixture.stddevs, srvae.p_x_given_yz.gamma.expand_as(mixture.stddevs))

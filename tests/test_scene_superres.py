@@ -13,6 +13,7 @@ from affine import Affine
 from conftest import CONFIG
 
 from data import upsample
+from evaluation.mixture import PixelMixture
 from evaluation.tiles import batch_sizes, taper, tile_starts
 from evaluation.tiles import super_resolve_scene as tiled
 from experiment.config import RunConfig
@@ -42,7 +43,8 @@ def local_draws(sigma: float = 0.05, tile_offset: float = 0.0, mixture: bool = T
     def draw(tiles, k):
         means = upsample(tiles, 2, "bicubic").expand(k, *tiles.shape[:2], 2 * tiles.shape[2], 2 * tiles.shape[3])
         means = means + tile_offset * torch.randn(1, len(tiles), 1, 1, 1)
-        return means + sigma * torch.randn(means.shape), means, torch.full_like(means, sigma) if mixture else None
+        components = PixelMixture(means, torch.full_like(means, sigma)) if mixture else None
+        return means + sigma * torch.randn(means.shape), means, components
     return draw
 
 

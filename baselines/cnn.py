@@ -114,6 +114,8 @@ def main(argv=None) -> int:
                         "images (by default they have them when square, as run.py's)")
     parser.add_argument("--seed", type=int, default=0, help="[%(default)s]")
     parser.add_argument("--out", type=Path, default=None, help="write the metrics as JSON there")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="save the trained network with its units there (a state dict, for load_cnn)")
     args = parser.parse_args(argv)
     try:
         data = load_dataset("folder", args.data_dir, scale=args.scale, crop=args.crop)
@@ -133,7 +135,21 @@ def main(argv=None) -> int:
     print(json.dumps(metrics, indent=1))
     if args.out is not None:
         args.out.write_text(json.dumps(metrics, indent=1))
+    if args.save is not None:
+        torch.save({"state": net.state_dict(), "bands": data.image_shape[0], "scale": args.scale,
+                    "channels": args.channels, "blocks": args.blocks, "normalization": data.normalization}, args.save)
     return 0
+
+
+def load_cnn(path: Path) -> tuple[ResidualCNN, torch.Tensor, torch.Tensor, int, float]:
+    """A network saved by ``--save``: (network, low, span, scale, offset), its units x = (v + offset − low)/span,
+    the offset ½ for integer data (the mean of their dequantization noise), else 0."""
+    saved = torch.load(path, weights_only=True)
+    net = ResidualCNN(saved["bands"], saved["scale"], saved["channels"], saved["blocks"])
+    net.load_state_dict(saved["state"])
+    net.eval()
+    units = saved["normalization"]
+    return net, torch.tensor(units["low"]), torch.tensor(units["span"]), saved["scale"], 0.5 * units["integer"]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,219 @@
+"""Leave one place out: does a model trained on some places super-resolve a place it never saw? (not a test)
+
+    python -m bench.scenes [--data-dir data/sentinel2/places] [--places malmo chesapeake …] [--steps 4000]
+                           [--only-train] [--seed 0]
+
+A place is every file of ``DIR/hr/`` whose name is the same but for a trailing ``_YYYYMMDD`` (the four
+Lake Constance dates are one place, left out together). For each place in turn it
+
+1. links the other places' files into ``--runs/without-PLACE/data/hr/``;
+2. trains the SRVAE there with the README's command at every default but the budget,
+   ``python run.py --dataset folder --data-dir … --crop 32 --epochs E`` (E epochs make about ``--steps``
+   Adam steps), and ``baselines.cnn`` on the same crops, in the same units, for the same steps;
+3. applies both to every file of the left-out place, whole, by Wald's protocol: x the 10 m scene, y = d(x)
+   its 2×2 area average, y super-resolved by ``superresolve.py`` (the SRVAE's mean, std and 5/95 % maps) and by
+   the CNN in one pass (it is fully convolutional), and upsampled bicubically;
+4. scores each against x: PSNR (peak: the model's unit, reflectance 1 = 10 000), RMSE in the data's units, per
+   band; the share of x inside the 5–95 % maps; Spearman's correlation of the std map with the SR mean's
+   absolute error; the CRPS of the kept draws.
+
+The figures go to ``bench/results.json`` under "scenes", per place and per band. A fold already trained
+(its ``metrics.json``, its ``cnn.pt``) is read, not trained again; ``--only-train`` stops after training, so
+folds can be trained apart (two machines, two sessions) and scored together.
+"""
+
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATE = re.compile(r"_\d{8}$")
+MARGIN = 8  # HR pixels at each border left out of the scores: the scene's edge, where no method sees context
+
+
+def places(folder: Path) -> dict[str, list[Path]]:
+    """{place: its files} of ``folder``/hr, a place being a file's name without a trailing ``_YYYYMMDD``."""
+    from data.folder import image_files
+
+    grouped: dict[str, list[Path]] = {}
+    for name, path in image_files(folder / "hr").items():
+        grouped.setdefault(DATE.sub("", name), []).append(path)
+    return grouped
+
+
+def fold_data(folder: Path, left_out: str, out: Path) -> Path:
+    """``out``/data with hr/ holding links to every file of ``folder`` but the place ``left_out``'s."""
+    hr = out / "data" / "hr"
+    hr.mkdir(parents=True, exist_ok=True)
+    for place, paths in places(folder).items():
+        for path in paths:
+            link = hr / path.name
+            if place != left_out and not link.exists():
+                link.symlink_to(path.resolve())
+    return out / "data"
+
+
+def run(command: list[str]) -> None:
+    subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
+
+
+def epochs_for(data_dir: Path, crop: int, steps: int, batch_size: int = 64) -> tuple[int, int]:
+    """(epochs, their Adam steps): the fewest whole epochs of ``data_dir``'s training crops that make ``steps``."""
+    from data import load_dataset
+
+    data = load_dataset("folder", data_dir, crop=crop)
+    per_epoch = math.ceil(len(data.train_values) / batch_size)
+    epochs = math.ceil(steps / per_epoch)
+    return epochs, epochs * per_epoch
+
+
+def train_fold(fold: Path, data_dir: Path, args) -> int:
+    """Train the SRVAE and the CNN of one fold unless done; returns their steps."""
+    epochs, steps = epochs_for(data_dir, args.crop, args.steps)
+    srvae = fold / "srvae"
+    if not (srvae / "metrics.json").exists():
+        run(["run.py", "--dataset", "folder", "--data-dir", str(data_dir), "--crop", str(args.crop), "--epochs",
+             str(epochs), "--test-images", "200", "--seed", str(args.seed), "--out", str(srvae)])
+    if not (fold / "cnn.pt").exists():
+        run(["-m", "baselines.cnn", "--data-dir", str(data_dir), "--crop", str(args.crop), "--steps", str(steps),
+             "--seed", str(args.seed), "--out", str(fold / "cnn.json"), "--save", str(fold / "cnn.pt")])
+    return steps
+
+
+def wald_pair(path: Path, scale: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """x: the scene cut to a multiple of ``scale``, in its own units (float64); y = d(x), its area average."""
+    from data.folder import read_image
+
+    x = read_image(path).astype(np.float64)
+    h, w = x.shape[1] // scale * scale, x.shape[2] // scale * scale
+    x = x[:, :h, :w]
+    y = x.reshape(x.shape[0], h // scale, scale, w // scale, scale).mean((2, 4))
+    return x, y
+
+
+def cnn_and_bicubic(cnn_file: Path, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CNN's x̂(y) and bicubic(y), in the data's units, from the CNN saved with its units."""
+    import torch
+
+    from baselines.cnn import load_cnn
+    from data import upsample
+
+    net, low, span, scale, offset = load_cnn(cnn_file)
+    y_model = (torch.as_tensor(y, dtype=torch.float32) + offset - low[:, None, None]) / span[:, None, None]
+    with torch.no_grad():
+        cnn = net(y_model[None])[0]
+        bicubic = upsample(y_model[None], scale, "bicubic", clamp=False)[0]
+    back = (span[:, None, None], low[:, None, None] - offset)
+    return (cnn * back[0] + back[1]).double().numpy(), (bicubic * back[0] + back[1]).double().numpy()
+
+
+def scores(x: np.ndarray, mean: np.ndarray, peak: float) -> dict:
+    """Per band and over bands: PSNR against ``peak`` and RMSE in the data's units, inside ``MARGIN``."""
+    inner = (slice(None), slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
+    error = (mean - x)[inner]
+    mse = (error**2).reshape(x.shape[0], -1).mean(1)
+    return {"psnr": float(10 * np.log10(peak**2 / mse.mean())),
+            "psnr_per_band": (10 * np.log10(peak**2 / mse)).tolist(), "rmse_per_band": np.sqrt(mse).tolist()}
+
+
+def uncertainty_scores(x: np.ndarray, maps: dict) -> dict:
+    """Coverage of the 5–95 % maps, Spearman of std against |error| and the CRPS of the kept draws."""
+    import torch
+
+    from evaluation.uncertainty import crps, spearman
+
+    inner = (slice(None), slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
+    x_in = x[inner]
+    held = (maps["q05"][inner] <= x_in) & (x_in <= maps["q95"][inner])
+    error = np.abs(maps["mean"][inner] - x_in)
+    std = maps["std"][inner]
+    every = max(1, error.size // 2_000_000)  # Spearman on at most two million pixels
+    draws = torch.as_tensor(maps["samples"][(slice(None), *inner)])
+    return {"coverage_90": float(held.mean()), "coverage_90_per_band": held.reshape(x.shape[0], -1).mean(1).tolist(),
+            "spearman": spearman(torch.as_tensor(std.ravel()[::every]), torch.as_tensor(error.ravel()[::every])),
+            "crps_per_band": crps(draws, torch.as_tensor(x_in)).reshape(x.shape[0], -1).mean(1).tolist(),
+            "crps_draws": int(draws.shape[0])}
+
+
+def score_scene(path: Path, fold: Path, samples: int) -> dict:
+    """The left-out scene ``path`` through the fold's SRVAE (``superresolve.py``), its CNN and bicubic."""
+    x, y = wald_pair(path)
+    lr = fold / f"{path.stem}-lr.npy"
+    np.save(lr, y.astype(np.float32))
+    out = fold / f"{path.stem}-sr"
+    if not (out / "superres.json").exists():
+        run(["superresolve.py", str(fold / "srvae" / "checkpoint.pt"), str(lr), "--out", str(out), "--samples",
+             str(samples), "--keep-samples", str(samples), "--overwrite"])
+    maps = {name: np.load(out / f"{name}.npy").astype(np.float64) for name in ("mean", "std", "q05", "q95", "samples")}
+    summary = json.loads((out / "superres.json").read_text())
+    config = json.loads((fold / "srvae" / "config.json").read_text())
+    peak = float(np.mean(config["normalization"]["span"]))
+    cnn, bicubic = cnn_and_bicubic(fold / "cnn.pt", y)
+    return {"scene": path.stem, "shape": list(x.shape), "srvae": {**scores(x, maps["mean"], peak),
+                                                                 **uncertainty_scores(x, maps)},
+            "cnn": scores(x, cnn, peak), "bicubic": scores(x, bicubic, peak),
+            "out_of_range": summary.get("out_of_range"), "seconds": summary["seconds"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "sentinel2" / "places",
+                        help="a folder whose hr/ holds the places' scenes [%(default)s]")
+    parser.add_argument("--places", nargs="+", default=None, help="the places to leave out in turn [all]")
+    parser.add_argument("--steps", type=int, default=4000, help="Adam steps of each model [%(default)s]")
+    parser.add_argument("--crop", type=int, default=32, help="run.py's --crop [%(default)s]")
+    parser.add_argument("--samples", type=int, default=16, help="superresolve.py's --samples [%(default)s]")
+    parser.add_argument("--seed", type=int, default=0, help="[%(default)s]")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "scenes", help="the folds' folder [%(default)s]")
+    parser.add_argument("--only-train", action="store_true", help="train the folds, score nothing")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json", help="[%(default)s]")
+    args = parser.parse_args(argv)
+    grouped = places(args.data_dir)
+    chosen = args.places or sorted(grouped)
+    unknown = sorted(set(chosen) - set(grouped))
+    if unknown:
+        parser.error(f"--places {' '.join(unknown)}: not in {args.data_dir / 'hr'}; choose from {', '.join(grouped)}")
+    table = {}
+    for place in chosen:
+        fold = args.runs / f"without-{place}"
+        data_dir = fold_data(args.data_dir, place, fold)
+        steps = train_fold(fold, data_dir, args)
+        if args.only_train:
+            continue
+        table[place] = {"steps": steps, "trained_on": sorted(p for p in grouped if p != place),
+                        "scenes": [score_scene(path, fold, args.samples) for path in grouped[place]]}
+        print(json.dumps({place: summary_row(table[place])}, indent=1))
+    if table:
+        results = json.loads(args.results.read_text()) if args.results.exists() else {}
+        entry = results.get("scenes", {})
+        entry.update(table)
+        results["scenes"] = entry
+        args.results.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+def summary_row(place: dict) -> dict:
+    """The place's scenes averaged: PSNR of each method, SR − bicubic, SR − CNN, coverage, Spearman."""
+    scenes = place["scenes"]
+
+    def mean(values):
+        return float(np.mean(list(values)))
+
+    sr = mean(s["srvae"]["psnr"] for s in scenes)
+    bicubic = mean(s["bicubic"]["psnr"] for s in scenes)
+    cnn = mean(s["cnn"]["psnr"] for s in scenes)
+    worst_band = min(min(np.subtract(s["srvae"]["psnr_per_band"], s["bicubic"]["psnr_per_band"])) for s in scenes)
+    return {"sr_psnr": sr, "bicubic_psnr": bicubic, "cnn_psnr": cnn, "sr_minus_bicubic": sr - bicubic,
+            "sr_minus_cnn": sr - cnn, "worst_band_sr_minus_bicubic": float(worst_band),
+            "coverage_90": mean(s["srvae"]["coverage_90"] for s in scenes),
+            "spearman": mean(s["srvae"]["spearman"] for s in scenes)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

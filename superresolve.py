@@ -3,6 +3,7 @@ units the SR mean, its per-pixel std, the 5 % and 95 % quantiles (and on request
 a quicklook. A GeoTIFF gives GeoTIFFs with the same CRS, the pixel size divided by the scale, and the band
 names; other inputs give .npy.
 
+    python superresolve.py sentinel2-rgbn scene.tif --out scene-sr        (the bundled Sentinel-2 model)
     python superresolve.py runs/malmo/checkpoint.pt scene.tif --out scene-sr
 
 Exit status: 0 done; 2 bad input (one line on stderr, nothing written); 130 stopped by Ctrl-C (nothing

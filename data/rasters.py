@@ -32,6 +32,8 @@ class Raster:
     crs: object | None = None
     transform: object | None = None
     descriptions: tuple = ()
+    scales: tuple = ()  # a GeoTIFF's stated map to physical values, v · scale + offset per band
+    offsets: tuple = ()
 
     @property
     def georeferenced(self) -> bool:
@@ -58,7 +60,8 @@ def read_raster(path: Path, nodata: float | None = None) -> Raster:
         valid &= (raster.values != nodata).all(0)
     if raster.valid.size:
         valid &= raster.valid
-    return Raster(raster.values, valid, nodata, raster.crs, raster.transform, raster.descriptions)
+    return Raster(raster.values, valid, nodata, raster.crs, raster.transform, raster.descriptions, raster.scales,
+                  raster.offsets)
 
 
 def read_geotiff(path: Path) -> Raster:
@@ -74,7 +77,8 @@ def read_geotiff(path: Path) -> Raster:
                 valid = (source.read_masks() > 0).all(0)
                 crs = source.crs
                 transform = source.transform if crs is not None or not source.transform.is_identity else None
-                return Raster(values, valid, source.nodata, crs, transform, tuple(source.descriptions))
+                return Raster(values, valid, source.nodata, crs, transform, tuple(source.descriptions),
+                              tuple(source.scales), tuple(source.offsets))
     except rasterio.errors.RasterioError as error:
         raise DataError(f"{path}: cannot read it as an image ({one_line(error)}); replace the file") from None
 

@@ -154,7 +154,8 @@ def fill_missing(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     see plausible values there (the outputs above them are masked anyway)."""
     if bool(valid.all()):
         return y
-    fill = (y * valid).sum((1, 2)) / valid.sum().clamp(min=1)
+    known = torch.where(valid, y, torch.zeros((), dtype=y.dtype, device=y.device))  # NaN · 0 would be NaN
+    fill = known.sum((1, 2)) / valid.sum().clamp(min=1)
     return torch.where(valid, y, fill[:, None, None])
 
 

@@ -1,8 +1,9 @@
 """The scene mode: a trained model applied to an LR image of any size (``superresolve.py``).
 
-The checkpoint fixes the model, its tile size, the band count and the map from the data's units to
-the model's (x = (v + ½ − low)/span for integer data, (v − low)/span else); the outputs map back. Every
-check is made before anything is written; the outputs appear whole or not at all.
+The checkpoint (a bundled model's name, ``experiment.bundled``, or a run's file) fixes the model, its tile
+size, the band count and its units; the image's values are mapped to those (``experiment.units``) and the
+outputs are written in them. Every check is made before anything is written; the outputs appear whole or
+not at all.
 """
 
 import argparse
@@ -10,16 +11,26 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from data.errors import DataError
 from data.rasters import partial_path
+from experiment.bundled import BUNDLED, resolve_checkpoint
 from experiment.checks import UsageError, prepare_out, resolve_device
 from experiment.cli import DEVICES, OneLineParser, positive, rgb_bands
 from experiment.processes import run_mode
 from experiment.saved import open_saved, trained_modules
+from experiment.units import (
+    OUT_OF_RANGE_WARNING,
+    Units,
+    check_units,
+    describe_units,
+    input_scaling,
+    range_report,
+)
 
 MAPS = {"mean": "SR mean", "std": "SR std", "q05": "SR 5 % quantile", "q95": "SR 95 % quantile"}
 QUICKLOOK = "quicklook.png"
@@ -33,17 +44,27 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser = OneLineParser(prog="superresolve.py", description=description,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path,
-                        help="a trained run's checkpoint.pt (or its folder): it fixes the model, the scale, the "
-                             "band count and the units")
+                        help="a bundled model's name (" + "; ".join(f"{k}: {v}" for k, v in BUNDLED.items())
+                             + "), or a trained run's checkpoint.pt (or its folder): it fixes the model, the scale, "
+                               "the band count and the units")
     parser.add_argument("image", type=Path,
                         help="the LR image to super-resolve, any size of at least one tile: a GeoTIFF (.tif), "
-                             ".npy (bands × H × W, or H × W), .png, in the units the model was trained on")
+                             ".npy (bands × H × W, or H × W), .png, in the units the model was trained on (for "
+                             "sentinel2-rgbn the digital numbers of Sentinel-2 L1C, or of L2A with its +1000 "
+                             "offset removed: reflectance × 10 000), or mapped there by --scale and --offset")
+    parser.add_argument("--scale", type=float, default=None, metavar="A",
+                        help="multiply the image's values by A to reach the model's units [the GeoTIFF's stated "
+                             "scale, for a reflectance model (0.0001 → reflectance × 10 000); else 1]")
+    parser.add_argument("--offset", type=float, default=None, metavar="B",
+                        help="then add B: -1000 for Sentinel-2 L2A products of processing baseline 04.00 on "
+                             "(January 2022; BOA_ADD_OFFSET = -1000), whose digital numbers carry +1000 [the "
+                             "GeoTIFF's stated offset, for a reflectance model; else 0]")
     parser.add_argument("--out", type=Path, default=None,
                         help="the output folder [IMAGE's folder/IMAGE's name-sr]")
     parser.add_argument("--samples", type=positive(int), default=16,
                         help="draws of the latents per tile: the std and the quantiles are those of the mixture of "
-                             "the Gaussians p(x | y, z) they give (with a discretized, Laplace or gennorm "
-                             "likelihood, of the draws of x, at least 2) [%(default)s]")
+                             "the distributions p(x | y, z) they give (Gaussian, Laplace or generalized normal; with a "
+                             "discretized likelihood, of the draws of x, at least 2) [%(default)s]")
     parser.add_argument("--keep-samples", type=int, default=0, metavar="N",
                         help="also write N of the draws as whole-scene samples [%(default)s]")
     parser.add_argument("--overlap", type=int, default=None,
@@ -54,7 +75,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                              "splits a tile's draws when they do not fit [%(default)s]")
     parser.add_argument("--nodata", type=float, default=None,
                         help="the value of missing pixels, for an input that does not state its own (a GeoTIFF's "
-                             "nodata is read from it); NaN is always missing; missing in gives NaN out")
+                             "nodata is read from it); NaN is always missing. Each missing input pixel makes its own "
+                             "s×s output pixels NaN, with a margin of 0: the networks see the band's mean there, and "
+                             "every other pixel is super-resolved from the valid ones")
     parser.add_argument("--rgb-bands", type=rgb_bands, default=None, metavar="R,G,B",
                         help="the bands the quicklook shows as red, green, blue [from the GeoTIFF's band names "
                              "(B04,B03,B02 or red,green,blue); else 2,1,0 for 4+ bands in wavelength order, "
@@ -80,6 +103,9 @@ class Scene:
     overlap: int
     device: str
     created: bool  # the output folder is new: removed again if nothing is written
+    scaling: object  # experiment.units.InputScaling: the file's values to the checkpoint's data units
+    values: object  # the image in the checkpoint's data units (C, H, W)
+    out_of_range: dict | None  # experiment.units.range_report
 
 
 def superresolve(argv=None, description: str = "") -> int:
@@ -95,12 +121,15 @@ def prepare(args) -> Scene:
     if not 0 <= args.keep_samples <= args.samples:
         raise UsageError(f"--keep-samples {args.keep_samples}: must be between 0 and --samples ({args.samples})")
     device = resolve_device(args.device)
-    path = args.checkpoint / "checkpoint.pt" if args.checkpoint.is_dir() else args.checkpoint
+    path = resolve_checkpoint(args.checkpoint)
+    if not path.exists() and "/" not in str(args.checkpoint) and args.checkpoint.suffix != ".pt":
+        raise UsageError(f"{args.checkpoint}: neither a bundled model ({', '.join(BUNDLED)}) nor a checkpoint file "
+                         "or run folder")
     checkpoint, saved = open_saved(path, device, "checkpoint")
     if saved.model != "srvae":
         raise UsageError(f"checkpoint {path}: a {saved.model} model has no p(x | y); train the SRVAE (--model srvae)")
-    if saved.likelihood in ("discretized", "laplace", "gennorm") and args.samples < 2:
-        raise UsageError(f"--samples {args.samples}: with a {saved.likelihood} likelihood the std and the quantiles "
+    if saved.likelihood == "discretized" and args.samples < 2:
+        raise UsageError(f"--samples {args.samples}: with a discretized likelihood the std and the quantiles "
                          "come from the draws, and need at least 2 per tile")
     try:
         raster = read_raster(args.image, args.nodata)
@@ -116,6 +145,9 @@ def prepare(args) -> Scene:
                          f"({tile[0]}×{tile[1]} LR pixels): give a larger image")
     if not raster.valid.any():
         raise UsageError(f"{args.image}: every pixel is missing (NaN or nodata): nothing to super-resolve")
+    scaling = input_scaling(args.scale, args.offset, raster, saved.normalization)
+    values = scaling.apply(raster.values)
+    check_units(values, raster.valid, saved.normalization, args.image, scaling)
     overlap = min(tile) // 4 if args.overlap is None else args.overlap
     if not 0 <= overlap < min(tile):
         raise UsageError(f"--overlap {overlap}: must be between 0 and {min(tile) - 1} (a tile is {tile[0]}×"
@@ -136,7 +168,8 @@ def prepare(args) -> Scene:
     model, guide = trained_modules(checkpoint, saved, device, "checkpoint", path)
     created = not out.exists()
     prepare_out(out)
-    return Scene(args, saved, (model, guide), raster, out, files, tile, overlap, device, created)
+    return Scene(args, saved, (model, guide), raster, out, files, tile, overlap, device, created, scaling, values,
+                 range_report(values, raster.valid, saved.normalization))
 
 
 def natural_colours(args, raster, saved) -> list[int] | None:
@@ -167,7 +200,7 @@ def work(scene: Scene) -> int:
     model, guide = scene.modules
     pyro.set_rng_seed(args.seed)
     units = Units(saved.normalization, scene.device)
-    y = units.to_model(torch.as_tensor(raster.values.astype(np.float32), device=scene.device))
+    y = units.to_model(torch.as_tensor(scene.values.astype(np.float32), device=scene.device))
     valid = torch.as_tensor(raster.valid, device=scene.device)
     proposals, fit_steps = saved.sr_proposals or 0, saved.sr_fit_steps or 0
 
@@ -211,27 +244,21 @@ def work(scene: Scene) -> int:
           f"{scene.device})")
     if summary["missing_input_pixels"]:
         print(f"{summary['missing_input_pixels']} input pixels were missing: their outputs are NaN")
+    report = scene.out_of_range
+    if report is not None and any(report["warned"]):
+        shares = ", ".join(f"{name} {100 * share:.1f} %"
+                           for name, share in zip(band_names(scene), report["share_per_band"], strict=True))
+        print(f"warning: input pixels outside the range the model was trained on (more than "
+              f"{100 * OUT_OF_RANGE_WARNING:g} % in a band: {shares}); the maps there are extrapolations, check "
+              "the std map", file=sys.stderr)
     print(f"outputs in {scene.out}/: {' '.join(path.name for path in scene.files.values())}")
     return 0
 
 
-class Units:
-    """The checkpoint's map between the data's units v and the model's x, band by band."""
-
-    def __init__(self, normalization: dict, device):
-        import torch
-
-        self.low = torch.tensor(normalization["low"], dtype=torch.float32, device=device)[:, None, None]
-        self.span = torch.tensor(normalization["span"], dtype=torch.float32, device=device)[:, None, None]
-        self.offset = 0.5 if normalization.get("integer", False) else 0.0  # the mean of the dequantization noise
-
-    def to_model(self, values):
-        return (values + self.offset - self.low) / self.span
-
-    def to_data(self, x, spread: bool = False):
-        """x (…, C, H, W) in the data's units; ``spread``: a std, scaled only."""
-        span, low = self.span.cpu().numpy(), self.low.cpu().numpy()
-        return x * span if spread else x * span + low - self.offset
+def band_names(scene: Scene) -> list[str]:
+    """The image's band descriptions, or "band i"."""
+    bands = scene.raster.values.shape[0]
+    return [(text or f"band {i}") for i, text in enumerate(scene.raster.descriptions or [None] * bands)]
 
 
 def write_text(path: Path, text: str) -> None:
@@ -249,8 +276,7 @@ def write_maps(scene: Scene, blend, units: Units, y, valid, progress):
     from data.rasters import MapWriter
 
     s, (bands, height, width), keep = scene.saved.scale, blend.shape, scene.args.keep_samples
-    names = [(text or f"band {i}") for i, text in
-             enumerate(scene.raster.descriptions or [None] * bands)]
+    names = band_names(scene)
     writers = {name: MapWriter(scene.files[name], (bands, height, width), scene.raster, s,
                                [f"{label}: {band}" for band in names]) for name, label in MAPS.items()}
     if keep:
@@ -316,6 +342,10 @@ def scene_summary(scene: Scene, blend, seconds: float, rgb) -> dict:
             "tiles": blend.tiles, "samples_per_tile": scene.args.samples, "kept_samples": scene.args.keep_samples,
             "missing_input_pixels": int((~scene.raster.valid).sum()), "georeferenced": scene.raster.georeferenced,
             "rgb_bands": rgb, "seed": scene.args.seed, "device": scene.device, "seconds": seconds,
+            "units": describe_units(scene.saved.normalization),
+            "input_scaling": {"scale": scene.scaling.scale, "offset": scene.scaling.offset,
+                              "from": scene.scaling.source},
+            "out_of_range": scene.out_of_range,
             "output_megapixels_per_second": height * width / 1e6 / seconds,
             "files": {name: path.name for name, path in scene.files.items()}}
 

@@ -229,6 +229,10 @@ CASES = {
     "β-NLL with the explicit objective": ("command line", lambda r, t: ["--objective", "explicit", "--nll-beta", "0.5"],
                                           "--nll-beta weighs the pixels through Pyro's Trace_ELBO"),
     "split on the digits": ("data", lambda r, t: ["--split", "rows"], "--split works with --dataset folder only"),
+    "units on the digits": ("data", lambda r, t: ["--units", "reflectance"],
+                            "--units works with --dataset folder only"),
+    "unknown units": ("command line", lambda r, t: ["--units", "kelvin"],
+                      "argument --units: invalid choice: 'kelvin' (choose from 'auto', 'reflectance', 'range')"),
     "rgb bands the images lack": ("data", lambda r, t: ["--rgb-bands", "0,1,2"],
                                   "--rgb-bands 0,1,2: the digits images have 1 band(s), counted from 0 to 0"),
     "rgb bands not three": ("command line", lambda r, t: ["--rgb-bands", "2,1"],
@@ -336,3 +340,57 @@ def test_one_case_of_each_kind_as_a_process_prints_exactly_one_line(runs, tmp_pa
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "payload-ran").exists() and not (tmp_path / "out").exists()
+
+
+# the scene command, superresolve.py, on a model of reflectance × 10 000 (three bands, trained on values 0…1000)
+def scene_model(tmp: Path) -> Path:
+    from test_scene_superres import saved_run
+    from test_scene_units import REFLECTANCE
+
+    (tmp / "run").mkdir()
+    return saved_run(tmp / "run", normalization=REFLECTANCE)
+
+
+def scene_image(tmp: Path, values: np.ndarray) -> Path:
+    np.save(tmp / "scene.npy", values)
+    return tmp / "scene.npy"
+
+
+def scene_values(bands: int = 3) -> np.ndarray:
+    return np.random.default_rng(0).integers(50, 1000, (bands, 20, 26)).astype(np.uint16)
+
+
+SCENE_CASES = {
+    "wrong units": (lambda t: [scene_model(t), scene_image(t, scene_values() / 10_000)],
+                    "but the model was trained on values up to 1000, in reflectance × 10000"),
+    "wrong band count": (lambda t: [scene_model(t), scene_image(t, scene_values(4))],
+                         "4 band(s), but the model of"),
+    "unknown bundled name": (lambda t: ["sentinel2-rgb", scene_image(t, scene_values())],
+                             "sentinel2-rgb: neither a bundled model (sentinel2-rgbn) nor a checkpoint file"),
+    "offset without a number": (lambda t: [scene_model(t), scene_image(t, scene_values()), "--offset", "minus"],
+                                "argument --offset: invalid float value: 'minus'"),
+}
+
+
+@pytest.mark.parametrize("case", list(SCENE_CASES))
+def test_bad_scene_input_exits_2_with_one_line_and_writes_nothing(tmp_path, case, capsys):
+    from experiment.scene import superresolve
+
+    setup, expected = SCENE_CASES[case]
+    args = [*map(str, setup(tmp_path)), "--out", str(tmp_path / "out")]
+    try:
+        status = superresolve(args)
+    except SystemExit as exit_:
+        status = exit_.code
+    stdout, stderr = capsys.readouterr()
+    assert status == 2 and stdout == "" and stderr.count("\n") == 1 and expected in stderr, stderr
+    assert stderr.startswith("superresolve.py: error: ") and not (tmp_path / "out").exists()
+
+
+def test_a_scene_in_other_units_as_a_process_prints_exactly_one_line(tmp_path):
+    setup, expected = SCENE_CASES["wrong units"]
+    command = [sys.executable, "superresolve.py", *map(str, setup(tmp_path)), "--out", str(tmp_path / "o")]
+    result = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                            timeout=600)  # a hang guard only
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and expected in result.stderr and not (tmp_path / "o").exists()

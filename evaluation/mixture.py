@@ -1,4 +1,4 @@
-"""The predictive distribution of one pixel given y as a mixture (design §7, 'Super-resolve').
+"""The predictive distribution of one pixel given y as a mixture (SPEC §7, 'Super-resolve').
 
 S draws of the latents given y give S components p(x | y, zₛ); per pixel the predictive is their
 equal-weight mixture (1/S) Σₛ Fₛ. Its moments and quantiles come from the components in closed form

@@ -168,7 +168,9 @@ def main(argv=None) -> int:
     parser.add_argument("--places", nargs="+", default=None, help="the places to leave out in turn [all]")
     parser.add_argument("--steps", type=int, default=4000, help="Adam steps of each model [%(default)s]")
     parser.add_argument("--crop", type=int, default=32, help="run.py's --crop [%(default)s]")
-    parser.add_argument("--samples", type=int, default=16, help="superresolve.py's --samples [%(default)s]")
+    parser.add_argument("--samples", type=int, default=4,
+                        help="superresolve.py's --samples: the maps of the mixture of 4 draws' components matched 16 "
+                             "and 100 to the third digit on Malmö, at a quarter of the time [%(default)s]")
     parser.add_argument("--seed", type=int, default=0, help="[%(default)s]")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "scenes", help="the folds' folder [%(default)s]")
     parser.add_argument("--only-train", action="store_true", help="train the folds, score nothing")

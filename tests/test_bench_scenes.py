@@ -1,0 +1,56 @@
+"""bench.scenes' pieces that decide what is measured: which files make a place, what a fold trains on, the
+Wald pair of a scene, and the scores."""
+
+import numpy as np
+import pytest
+
+import bench.scenes as scenes
+from baselines.cnn import ResidualCNN, load_cnn
+
+
+def test_dates_of_one_place_are_one_place_and_a_fold_leaves_them_all_out(tmp_path):
+    (tmp_path / "hr").mkdir()
+    for name in ("malmo", "lake_constance_20180422", "lake_constance_20181022", "dolomites"):
+        np.save(tmp_path / "hr" / f"{name}.npy", np.zeros((1, 4, 4), dtype=np.uint16))
+    grouped = scenes.places(tmp_path)
+    assert {place: len(paths) for place, paths in grouped.items()} == {"malmo": 1, "lake_constance": 2,
+                                                                        "dolomites": 1}
+    data = scenes.fold_data(tmp_path, "lake_constance", tmp_path / "fold")
+    assert sorted(path.name for path in (data / "hr").iterdir()) == ["dolomites.npy", "malmo.npy"]
+
+
+def test_the_wald_pair_is_the_scene_and_its_area_average(tmp_path):
+    x = np.arange(2 * 5 * 7, dtype=np.uint16).reshape(2, 5, 7)
+    np.save(tmp_path / "scene.npy", x)
+    hr, lr = scenes.wald_pair(tmp_path / "scene.npy")
+    assert hr.shape == (2, 4, 6) and lr.shape == (2, 2, 3)
+    assert lr[1, 1, 2] == pytest.approx(x[1, 2:4, 4:6].mean())
+
+
+def test_scores_are_psnr_against_the_peak_and_rmse_in_the_datas_units():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 5000, (2, 40, 40))
+    error = np.stack([np.full((40, 40), 10.0), np.full((40, 40), 20.0)])
+    result = scenes.scores(x, x + error, 10_000.0)
+    assert result["rmse_per_band"] == pytest.approx([10.0, 20.0])
+    assert result["psnr_per_band"] == pytest.approx([60.0, 20 * np.log10(500)])
+    assert result["psnr"] == pytest.approx(10 * np.log10(1e8 / 250))
+
+
+def test_the_saved_cnn_applies_in_its_own_units(tmp_path):
+    """A CNN saved with reflectance units, untrained (x̂ = bicubic(y)), maps a scene's digital numbers to their
+    bicubic upsampling in the same numbers."""
+    import torch
+
+    from data import upsample
+
+    net = ResidualCNN(2, 2, channels=4)
+    torch.save({"state": net.state_dict(), "bands": 2, "scale": 2, "channels": 4, "blocks": 1,
+                "normalization": {"low": [0.0, 0.0], "span": [10_000.0, 10_000.0], "integer": True}},
+               tmp_path / "cnn.pt")
+    assert load_cnn(tmp_path / "cnn.pt")[4] == 0.5
+    y = np.random.default_rng(1).uniform(100, 3000, (2, 6, 8))
+    cnn, bicubic = scenes.cnn_and_bicubic(tmp_path / "cnn.pt", y)
+    expected = upsample(torch.as_tensor(y)[None], 2, "bicubic", clamp=False)[0].numpy()
+    np.testing.assert_allclose(cnn, expected, rtol=1e-4)
+    np.testing.assert_allclose(bicubic, expected, rtol=1e-4)

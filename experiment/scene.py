@@ -242,6 +242,9 @@ def work(scene: Scene) -> int:
           f"{summary['output_shape'][2]} in {clock(seconds)} ({summary['output_megapixels_per_second']:.3g} "
           f"megapixels of output per second, {summary['tiles']} tiles, {args.samples} draws each, on "
           f"{scene.device})")
+    if scene.scaling.source != "none":
+        print(f"input values mapped to the model's units ({summary['units']}) by {scene.scaling.source}: "
+              f"value × {scene.scaling.scale:g} {scene.scaling.offset:+g}")
     if summary["missing_input_pixels"]:
         print(f"{summary['missing_input_pixels']} input pixels were missing: their outputs are NaN")
     report = scene.out_of_range

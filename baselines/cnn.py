@@ -141,15 +141,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def load_cnn(path: Path) -> tuple[ResidualCNN, torch.Tensor, torch.Tensor, int, float]:
-    """A network saved by ``--save``: (network, low, span, scale, offset), its units x = (v + offset − low)/span,
-    the offset ½ for integer data (the mean of their dequantization noise), else 0."""
+def load_cnn(path: Path) -> tuple[ResidualCNN, dict, int]:
+    """A network saved by ``--save``: (network, the normalization of its units, scale)."""
     saved = torch.load(path, weights_only=True)
     net = ResidualCNN(saved["bands"], saved["scale"], saved["channels"], saved["blocks"])
     net.load_state_dict(saved["state"])
     net.eval()
-    units = saved["normalization"]
-    return net, torch.tensor(units["low"]), torch.tensor(units["span"]), saved["scale"], 0.5 * units["integer"]
+    return net, saved["normalization"], saved["scale"]
 
 
 if __name__ == "__main__":

@@ -27,15 +27,16 @@ import argparse
 import json
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.satellite import ROOT, run
+
 DATE = re.compile(r"_\d{8}$")
 MARGIN = 8  # HR pixels at each border left out of the scores: the scene's edge, where no method sees context
+INNER = (slice(None), slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
 
 
 def places(folder: Path) -> dict[str, list[Path]]:
@@ -58,10 +59,6 @@ def fold_data(folder: Path, left_out: str, out: Path) -> Path:
             if place != left_out and not link.exists():
                 link.symlink_to(path.resolve())
     return out / "data"
-
-
-def run(command: list[str]) -> None:
-    subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
 
 
 def epochs_for(data_dir: Path, crop: int, steps: int, batch_size: int = 64) -> tuple[int, int]:
@@ -106,20 +103,20 @@ def cnn_and_bicubic(cnn_file: Path, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
     from baselines.cnn import load_cnn
     from data import upsample
+    from experiment.units import Units
 
-    net, low, span, scale, offset = load_cnn(cnn_file)
-    y_model = (torch.as_tensor(y, dtype=torch.float32) + offset - low[:, None, None]) / span[:, None, None]
+    net, normalization, scale = load_cnn(cnn_file)
+    units = Units(normalization, "cpu")
+    y_model = units.to_model(torch.as_tensor(y, dtype=torch.float32))[None]
     with torch.no_grad():
-        cnn = net(y_model[None])[0]
-        bicubic = upsample(y_model[None], scale, "bicubic", clamp=False)[0]
-    back = (span[:, None, None], low[:, None, None] - offset)
-    return (cnn * back[0] + back[1]).double().numpy(), (bicubic * back[0] + back[1]).double().numpy()
+        cnn = net(y_model)[0]
+        bicubic = upsample(y_model, scale, "bicubic", clamp=False)[0]
+    return tuple(units.to_data(image.double().numpy()) for image in (cnn, bicubic))
 
 
 def scores(x: np.ndarray, mean: np.ndarray, peak: float) -> dict:
     """Per band and over bands: PSNR against ``peak`` and RMSE in the data's units, inside ``MARGIN``."""
-    inner = (slice(None), slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
-    error = (mean - x)[inner]
+    error = (mean - x)[INNER]
     mse = (error**2).reshape(x.shape[0], -1).mean(1)
     return {"psnr": float(10 * np.log10(peak**2 / mse.mean())),
             "psnr_per_band": (10 * np.log10(peak**2 / mse)).tolist(), "rmse_per_band": np.sqrt(mse).tolist()}
@@ -131,13 +128,12 @@ def uncertainty_scores(x: np.ndarray, maps: dict) -> dict:
 
     from evaluation.uncertainty import crps, spearman
 
-    inner = (slice(None), slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
-    x_in = x[inner]
-    held = (maps["q05"][inner] <= x_in) & (x_in <= maps["q95"][inner])
-    error = np.abs(maps["mean"][inner] - x_in)
-    std = maps["std"][inner]
+    x_in = x[INNER]
+    held = (maps["q05"][INNER] <= x_in) & (x_in <= maps["q95"][INNER])
+    error = np.abs(maps["mean"][INNER] - x_in)
+    std = maps["std"][INNER]
     every = max(1, error.size // 2_000_000)  # Spearman on at most two million pixels
-    draws = torch.as_tensor(maps["samples"][(slice(None), *inner)])
+    draws = torch.as_tensor(maps["samples"][(slice(None), *INNER)])
     return {"coverage_90": float(held.mean()), "coverage_90_per_band": held.reshape(x.shape[0], -1).mean(1).tolist(),
             "spearman": spearman(torch.as_tensor(std.ravel()[::every]), torch.as_tensor(error.ravel()[::every])),
             "crps_per_band": crps(draws, torch.as_tensor(x_in)).reshape(x.shape[0], -1).mean(1).tolist(),

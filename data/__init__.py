@@ -27,8 +27,7 @@ def load_dataset(name: str, data_dir="data", download: bool = False, scale: int 
     elif name in BENCHMARKS:
         data = load_benchmark(name, data_dir, download)
     elif name == "folder":
-        data = load_folder(data_dir, scale, crop, split=split, augment=augment,
-                           units=normalization.get("units", "range") if normalization else units)
+        data = load_folder(data_dir, scale, crop, split=split, augment=augment, units=units)
     else:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     return data.with_options(discrete=discrete, normalization=normalization)

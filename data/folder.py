@@ -120,12 +120,12 @@ def observed_range(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def band_normalization(images: list[np.ndarray], integer: bool, units: str = "range"
+def band_normalization(low: np.ndarray, high: np.ndarray, integer: bool, units: str = "range"
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per band, ``low`` and ``span`` of x = (v − low)/span. "reflectance": 0 and ``REFLECTANCE_FACTOR``, whatever
-    the pixels, so that another scene of the same sensor maps alike. "range": the minimum and max − min (+ 1 for
-    integer pixels, whose dequantization noise fills [v, v + 1)) over the training images, which map into [0, 1]."""
-    low, high = observed_range(images)
+    """Per band, ``low`` and ``span`` of x = (v − low)/span, from the training pixels' range (``observed_range``).
+    "reflectance": 0 and ``REFLECTANCE_FACTOR``, whatever the pixels, so that another scene of the same sensor
+    maps alike. "range": the minimum and max − min (+ 1 for integer pixels, whose dequantization noise fills
+    [v, v + 1)), so the training images map into [0, 1]."""
     if units == "reflectance":
         low, span = np.zeros_like(low), np.full_like(low, REFLECTANCE_FACTOR)
     else:
@@ -263,9 +263,8 @@ def image_data(x_train, x_test, y_train, y_test, crop, scale, augment, units="ra
     """The split arrays as ``ImageData``, normalized by ``units`` (x and y alike), with the training
     pixels' range per band."""
     integer = x_train.dtype.kind in "iu"
-    training = [x_train] + ([] if y_train is None else [y_train])
-    low, span = band_normalization(training, integer, units)
-    seen_low, seen_high = observed_range(training)
+    seen_low, seen_high = observed_range([x_train] + ([] if y_train is None else [y_train]))
+    low, span = band_normalization(seen_low, seen_high, integer, units)
     levels = int(span[0]) if integer and bool((span == span[0]).all()) else None
     return ImageData("folder", as_tensor(x_train), torch.full((len(x_train),), -1, dtype=torch.long),
                      as_tensor(x_test), torch.full((len(x_test),), -1, dtype=torch.long), levels,

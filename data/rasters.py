@@ -9,7 +9,7 @@ half-written output.
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +60,7 @@ def read_raster(path: Path, nodata: float | None = None) -> Raster:
         valid &= (raster.values != nodata).all(0)
     if raster.valid.size:
         valid &= raster.valid
-    return Raster(raster.values, valid, nodata, raster.crs, raster.transform, raster.descriptions, raster.scales,
-                  raster.offsets)
+    return replace(raster, valid=valid, nodata=nodata)
 
 
 def read_geotiff(path: Path) -> Raster:

@@ -23,6 +23,25 @@ class PixelMixture:
     stddevs: torch.Tensor
     power: torch.Tensor | None = None
 
+    @property
+    def _power_per_component(self) -> bool:
+        """Whether ``power`` has a value per component (a generalized normal's, broadcast), not one for all."""
+        return self.power is not None and self.power.dim() == self.means.dim()
+
+    def pick(self, *index) -> "PixelMixture":
+        """The components at ``index`` (as ``means[index]``): the ones importance resampling kept."""
+        power = self.power[index] if self._power_per_component else self.power
+        return PixelMixture(self.means[index], self.stddevs[index], power)
+
+    @staticmethod
+    def concatenate(parts: list["PixelMixture"]) -> "PixelMixture":
+        """The components of several passes' draws of the same pixels as one mixture."""
+        power = parts[0].power
+        if parts[0]._power_per_component:
+            power = torch.cat([part.power for part in parts])
+        return PixelMixture(torch.cat([part.means for part in parts]), torch.cat([part.stddevs for part in parts]),
+                            power)
+
     def component_cdf(self, value: torch.Tensor) -> torch.Tensor:
         """Fₛ(value) for every component. A generalized normal's: ½ + ½·sign(v − μ)·P(1/p, (|v − μ|/α)^p),
         P the regularized lower incomplete gamma, since (|X − μ|/α)^p is Gamma(1/p, 1)."""

@@ -62,11 +62,7 @@ def predictive_components(model, guide, y: torch.Tensor, num_samples: int = 100,
             return draws, means, mixture
         index = importance_index(guide_trace, model_trace, num_samples)
         images = torch.arange(y.shape[0], device=y.device)
-        if mixture is not None:
-            power = mixture.power if mixture.power is None or mixture.power.dim() < draws.dim() else \
-                mixture.power[index, images]
-            mixture = PixelMixture(mixture.means[index, images], mixture.stddevs[index, images], power)
-        return draws[index, images], means[index, images], mixture
+        return draws[index, images], means[index, images], None if mixture is None else mixture.pick(index, images)
 
 
 def decoder_mean(site) -> torch.Tensor:

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evaluation.mixture import PixelMixture
+
 QUANTILES = {"q05": 0.05, "q95": 0.95}
 STATISTICS = ("mean", "second", *QUANTILES)
 LIVE_MAPS_PER_CHANNEL = 6  # activation maps per hidden channel alive at once in a pass (a generous estimate)
@@ -137,18 +139,6 @@ def batch_sizes(samples: int, bands: int, tile_pixels: int, channels: int, memor
     return tiles, max(1, (memory_bytes - samples * kept) // passing)
 
 
-def join_mixtures(parts: list):
-    """The components of several passes' draws as one ``PixelMixture`` (None when they have none)."""
-    from evaluation.mixture import PixelMixture
-
-    if parts[0] is None:
-        return None
-    power = parts[0].power
-    if power is not None and power.dim() == parts[0].means.dim():  # one shape per component
-        power = torch.cat([part.power for part in parts])
-    return PixelMixture(torch.cat([part.means for part in parts]), torch.cat([part.stddevs for part in parts]), power)
-
-
 def fill_missing(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """y (C, h, w) with each band's missing pixels set to the mean of its valid ones, so the networks
     see plausible values there (the outputs above them are masked anyway)."""
@@ -179,8 +169,8 @@ def super_resolve_scene(draw, y: torch.Tensor, valid: torch.Tensor, scale: int, 
         tiles = torch.stack([y[:, r:r + th, c:c + tw] for r, c in batch])
         passes = [draw(tiles, min(per_pass, samples - done)) for done in range(0, samples, per_pass)]
         draws, means = (torch.cat([part[i] for part in passes]) for i in (0, 1))
-        stats = {name: value.float().cpu().numpy()
-                 for name, value in summarise(draws, means, join_mixtures([part[2] for part in passes]), keep).items()}
+        mixture = None if passes[0][2] is None else PixelMixture.concatenate([part[2] for part in passes])
+        stats = {name: value.float().cpu().numpy() for name, value in summarise(draws, means, mixture, keep).items()}
         for i, (r, c) in enumerate(batch):
             blend.add(scale * r, scale * c, w, {name: value[i] for name, value in stats.items()})
         if progress is not None:

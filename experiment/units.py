@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data.folder import REFLECTANCE_FACTOR
 from experiment.checks import UsageError
 
 OUT_OF_RANGE_WARNING = 0.01  # a band with more of its valid pixels outside the training range is warned about
 UNITS_FACTOR = 100.0  # a scene whose bright pixels are this many times darker or brighter than training's is refused
-REFLECTANCE_FACTOR = 10_000.0
 
 
 class Units:

@@ -48,7 +48,7 @@ def test_the_saved_cnn_applies_in_its_own_units(tmp_path):
     torch.save({"state": net.state_dict(), "bands": 2, "scale": 2, "channels": 4, "blocks": 1,
                 "normalization": {"low": [0.0, 0.0], "span": [10_000.0, 10_000.0], "integer": True}},
                tmp_path / "cnn.pt")
-    assert load_cnn(tmp_path / "cnn.pt")[4] == 0.5
+    assert load_cnn(tmp_path / "cnn.pt")[1]["integer"]
     y = np.random.default_rng(1).uniform(100, 3000, (2, 6, 8))
     cnn, bicubic = scenes.cnn_and_bicubic(tmp_path / "cnn.pt", y)
     expected = upsample(torch.as_tensor(y)[None], 2, "bicubic", clamp=False)[0].numpy()

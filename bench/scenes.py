@@ -9,12 +9,14 @@ Lake Constance dates are one place, left out together). For each place in turn i
 1. links the other places' files into ``--runs/without-PLACE/data/hr/``;
 2. trains the SRVAE there with the README's command at every default but the budget,
    ``python run.py --dataset folder --data-dir … --crop 32 --epochs E`` (E epochs make about ``--steps``
-   Adam steps), and ``baselines.cnn`` on the same crops, in the same units, for the same steps;
+   Adam steps), measures its octave ratio on those places' held-out rows (``experiment.calibration``), and
+   trains ``baselines.cnn`` on the same crops, in the same units, for the same steps;
 3. applies both to every file of the left-out place, whole, by Wald's protocol: x the 10 m scene, y = d(x)
    its 2×2 area average, y super-resolved by ``superresolve.py`` (the SRVAE's mean, std and 5/95 % maps) and by
    the CNN in one pass (it is fully convolutional), and upsampled bicubically;
 4. scores each against x: PSNR (peak: the model's unit, reflectance 1 = 10 000), RMSE in the data's units, per
-   band; the share of x inside the 5–95 % maps; Spearman's correlation of the std map with the SR mean's
+   band; the share of x inside the 5–95 % maps, calibrated on the scene one octave down (and before, as
+   ``uncalibrated``); Spearman's correlation of the std map with the SR mean's
    absolute error; the CRPS of the kept draws.
 
 The figures go to ``bench/results.json`` under "scenes", per place and per band. A fold already trained
@@ -80,10 +82,19 @@ def train_fold(fold: Path, data_dir: Path, args) -> int:
     elif not (srvae / "metrics.json").exists():
         run(["run.py", "--dataset", "folder", "--data-dir", str(data_dir), "--crop", str(args.crop), "--epochs",
              str(epochs), "--test-images", "200", "--seed", str(args.seed), "--out", str(srvae)])
+    if not calibrated(srvae / "checkpoint.pt"):
+        run(["-m", "experiment.calibration", str(srvae), "--data-dir", str(data_dir)])
     if not (fold / "cnn.pt").exists():
         run(["-m", "baselines.cnn", "--data-dir", str(data_dir), "--crop", str(args.crop), "--steps", str(steps),
              "--seed", str(args.seed), "--out", str(fold / "cnn.json"), "--save", str(fold / "cnn.pt")])
     return steps
+
+
+def calibrated(checkpoint: Path) -> bool:
+    """Whether the checkpoint carries its octave ratio (``experiment.calibration``)."""
+    import torch
+
+    return "calibration" in torch.load(checkpoint, map_location="cpu", weights_only=True)
 
 
 def wald_pair(path: Path, scale: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -154,8 +165,14 @@ def score_scene(path: Path, fold: Path, samples: int) -> dict:
     config = json.loads((fold / "srvae" / "config.json").read_text())
     peak = float(np.mean(config["normalization"]["span"]))
     cnn, bicubic = cnn_and_bicubic(fold / "cnn.pt", y)
-    return {"scene": path.stem, "shape": list(x.shape), "srvae": {**scores(x, maps["mean"], peak),
-                                                                 **uncertainty_scores(x, maps)},
+    model = {**scores(x, maps["mean"], peak), **uncertainty_scores(x, maps)}
+    if summary.get("calibration"):
+        model["calibration"] = summary["calibration"]
+        factor = np.asarray(summary["calibration"]["per_band"])[:, None, None]
+        raw = {name: maps["mean"] + (maps[name] - maps["mean"]) / factor for name in ("q05", "q95")}
+        model["uncalibrated"] = {key: value for key, value in uncertainty_scores(x, {**maps, **raw}).items()
+                                 if key.startswith("coverage")}
+    return {"scene": path.stem, "shape": list(x.shape), "srvae": model,
             "cnn": scores(x, cnn, peak), "bicubic": scores(x, bicubic, peak),
             "out_of_range": summary.get("out_of_range"), "seconds": summary["seconds"]}
 
@@ -213,6 +230,7 @@ def summary_row(place: dict) -> dict:
     return {"sr_psnr": sr, "bicubic_psnr": bicubic, "cnn_psnr": cnn, "sr_minus_bicubic": sr - bicubic,
             "sr_minus_cnn": sr - cnn, "worst_band_sr_minus_bicubic": float(worst_band),
             "coverage_90": mean(s["srvae"]["coverage_90"] for s in scenes),
+            "coverage_90_uncalibrated": mean(s["srvae"].get("uncalibrated", s["srvae"])["coverage_90"] for s in scenes),
             "spearman": mean(s["srvae"]["spearman"] for s in scenes)}
 
 

@@ -110,18 +110,21 @@ class Blend:
         self.weight2[rows, cols] += w * w
         self.tiles += 1
 
-    def strip(self, start: int, stop: int) -> dict:
+    def strip(self, start: int, stop: int, stretch=None) -> dict:
         """The finished maps of rows ``start`` … ``stop`` − 1: mean, std, q05, q95 (C, rows, W) and the
-        kept draws (N, C, rows, W); NaN where no tile reached."""
+        kept draws (N, C, rows, W); NaN where no tile reached. ``stretch`` (C,) widens each band's
+        predictive about its mean by that factor (``evaluation.calibration``): std and the quantiles'
+        and draws' distances from the mean."""
         weight = self.weight[start:stop].astype(np.float64)
+        factor = np.ones((self.shape[0], 1, 1)) if stretch is None else np.asarray(stretch)[:, None, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(weight > 0, 1.0 / weight, np.nan)
             mean = self.sums["mean"][:, start:stop] * share
-            maps = {"mean": mean,
-                    "std": np.sqrt(np.maximum(self.sums["second"][:, start:stop] * share - mean ** 2, 0.0))}
-            maps.update({name: self.sums[name][:, start:stop] * share for name in QUANTILES})
+            variance = np.maximum(self.sums["second"][:, start:stop] * share - mean ** 2, 0.0)
+            maps = {"mean": mean, "std": factor * np.sqrt(variance)}
+            maps.update({name: mean + factor * (self.sums[name][:, start:stop] * share - mean) for name in QUANTILES})
             if self.keep:
-                spread = 1.0 / np.sqrt(self.weight2[start:stop].astype(np.float64))
+                spread = factor / np.sqrt(self.weight2[start:stop].astype(np.float64))
                 maps["samples"] = mean + self.deviations[:, :, start:stop] * spread
         return maps
 

@@ -3,8 +3,8 @@
 
     python -m experiment.bundled runs/sentinel2-rgbn sentinel2-rgbn
 
-keeps the model's and the guide's weights and the run's configuration (no optimizer state, no history),
-readable with ``torch.load(path, weights_only=True)``.
+keeps the model's and the guide's weights, the run's configuration and its octave ratio
+(``experiment.calibration``), no optimizer state, no history: readable with ``torch.load(path, weights_only=True)``.
 """
 
 import sys
@@ -37,7 +37,7 @@ def bundle(run: Path, name: str) -> Path:
 
     checkpoint = read_checkpoint(run / "checkpoint.pt" if run.is_dir() else run)
     buffer = io.BytesIO()
-    torch.save({key: checkpoint[key] for key in REQUIRED}, buffer)
+    torch.save({key: checkpoint[key] for key in (*REQUIRED, "calibration") if key in checkpoint}, buffer)
     FOLDER.mkdir(exist_ok=True)
     write_atomically(bundled_path(name), buffer.getvalue())
     return bundled_path(name)

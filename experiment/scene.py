@@ -38,6 +38,8 @@ SUMMARY = "superres.json"
 NATURAL_COLOURS = ({"B04": 0, "B03": 1, "B02": 2}, {"RED": 0, "GREEN": 1, "BLUE": 2})
 DISPLAY_PIXELS = 900  # the longest side of the quicklook's whole-scene view
 DETAIL_PIXELS = 160  # the side of its full-resolution detail
+CALIBRATION_TILES = 256  # random tiles of the scene one octave down: about 65 000 pixels per band for 32-pixel tiles
+CALIBRATION_SHARE = 0.5  # … but at most half as many as the scene's own tiles (a quarter of its area one octave down)
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -82,6 +84,14 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         help="the bands the quicklook shows as red, green, blue [from the GeoTIFF's band names "
                              "(B04,B03,B02 or red,green,blue); else 2,1,0 for 4+ bands in wavelength order, "
                              "0,1,2 for 3]")
+    parser.add_argument("--no-calibration", dest="calibration", action="store_false",
+                        help="keep the model's own intervals. By default, for a model that carries its octave ratio "
+                             "(the bundled ones; python -m experiment.calibration RUN adds it to a run), the scene is "
+                             f"first super-resolved one octave down on {CALIBRATION_TILES} random tiles (at most half "
+                             "as many as the scene has) and compared "
+                             "with itself; each band's std, quantiles and draws are then widened or narrowed about the "
+                             "mean so that its 5–95 %% interval would hold 90 %% of the truth (docs: evaluation/"
+                             "calibration.py). The mean is not changed")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="[%(default)s: CUDA when present]")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same outputs [%(default)s]")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist in --out")
@@ -106,6 +116,7 @@ class Scene:
     scaling: object  # experiment.units.InputScaling: the file's values to the checkpoint's data units
     values: object  # the image in the checkpoint's data units (C, H, W)
     out_of_range: dict | None  # experiment.units.range_report
+    octave_ratio: list | None  # the checkpoint's (experiment.calibration), None without one or --no-calibration
 
 
 def superresolve(argv=None, description: str = "") -> int:
@@ -168,8 +179,9 @@ def prepare(args) -> Scene:
     model, guide = trained_modules(checkpoint, saved, device, "checkpoint", path)
     created = not out.exists()
     prepare_out(out)
+    ratio = checkpoint.get("calibration", {}).get("octave_ratio") if args.calibration else None
     return Scene(args, saved, (model, guide), raster, out, files, tile, overlap, device, created, scaling, values,
-                 range_report(values, raster.valid, saved.normalization))
+                 range_report(values, raster.valid, saved.normalization), ratio)
 
 
 def natural_colours(args, raster, saved) -> list[int] | None:
@@ -212,16 +224,17 @@ def work(scene: Scene) -> int:
     work_folder.mkdir()
     writers = []
     try:
+        stretch = scene_stretch(scene, draw, y, valid, stages)
         blend = super_resolve_scene(draw, y, valid, saved.scale, scene.tile, scene.overlap, args.samples,
                                     args.keep_samples, saved.channels, args.memory_mb * 2**20, work_folder,
                                     stages("super-resolving", unit="tiles"))
         stages("writing the maps", blend.shape[1], unit="rows")
-        writers, views = write_maps(scene, blend, units, fill_missing(y, valid), valid, stages.current)
+        writers, views = write_maps(scene, blend, stretch, units, fill_missing(y, valid), valid, stages.current)
         stages.close()
         rgb = natural_colours(args, raster, saved)
         write_quicklook(scene.files["quicklook"], views, units, rgb, saved.scale)
         seconds = time.perf_counter() - start
-        summary = scene_summary(scene, blend, seconds, rgb)
+        summary = scene_summary(scene, blend, seconds, rgb, stretch)
         write_text(scene.files["summary"], json.dumps(summary, indent=1))
         for writer in writers:
             writer.commit()
@@ -245,6 +258,13 @@ def work(scene: Scene) -> int:
     if scene.scaling.source != "none":
         print(f"input values mapped to the model's units ({summary['units']}) by {scene.scaling.source}: "
               f"value × {scene.scaling.scale:g} {scene.scaling.offset:+g}")
+    if summary["calibration"] is not None:
+        factors = ", ".join(f"{name} ×{factor:.2f}"
+                            for name, factor in zip(band_names(scene), summary["calibration"]["per_band"], strict=True))
+        print(f"intervals calibrated on the scene itself, one octave down: std and 5–95 % widths {factors}")
+    elif scene.octave_ratio is not None:
+        print("intervals not calibrated: the scene one octave down has no tile free of missing pixels (the check "
+              f"needs {2 * scene.tile[0]}×{2 * scene.tile[1]} valid LR pixels)")
     if summary["missing_input_pixels"]:
         print(f"{summary['missing_input_pixels']} input pixels were missing: their outputs are NaN")
     report = scene.out_of_range
@@ -258,6 +278,33 @@ def work(scene: Scene) -> int:
     return 0
 
 
+def scene_stretch(scene: Scene, draw, y, valid, stages) -> dict | None:
+    """The factor per band that calibrates the scene's intervals (``evaluation.calibration``): the
+    checkpoint's octave ratio times the stretch measured on the scene one octave down; None without a
+    ratio, or for a scene with no whole tile one octave down."""
+    import numpy as np
+    import torch
+
+    from evaluation.calibration import band_stretch, tile_stretches
+    from evaluation.tiles import fill_missing, tile_starts
+
+    s, (th, tw) = scene.saved.scale, scene.tile
+    if scene.octave_ratio is None or y.shape[1] < s * th or y.shape[2] < s * tw:
+        return None
+    own = len(tile_starts(y.shape[1], th, scene.overlap)) * len(tile_starts(y.shape[2], tw, scene.overlap))
+    count = min(CALIBRATION_TILES, math.ceil(CALIBRATION_SHARE * own))
+    stages("checking the intervals one octave down", 1, unit="step")
+    with torch.random.fork_rng(devices=[] if y.device.type == "cpu" else [y.device]):  # the maps' draws as without it
+        stretches = tile_stretches(draw, fill_missing(y, valid), valid, s, scene.tile, s * scene.overlap, count,
+                                   scene.args.samples, np.random.default_rng(scene.args.seed), scene.saved.downscale)
+    stages.current(1)
+    if stretches.shape[1] == 0:
+        return None
+    measured = band_stretch(stretches)
+    return {"per_band": [r * m for r, m in zip(scene.octave_ratio, measured, strict=True)],
+            "one_octave_down": measured, "octave_ratio": scene.octave_ratio, "pixels_per_band": stretches.shape[1]}
+
+
 def band_names(scene: Scene) -> list[str]:
     """The image's band descriptions, or "band i"."""
     bands = scene.raster.values.shape[0]
@@ -268,8 +315,9 @@ def write_text(path: Path, text: str) -> None:
     partial_path(path).write_text(text + "\n")
 
 
-def write_maps(scene: Scene, blend, units: Units, y, valid, progress):
-    """The maps in strips of rows, in the data's units, NaN above missing input pixels (``valid``); returns
+def write_maps(scene: Scene, blend, stretch, units: Units, y, valid, progress):
+    """The maps in strips of rows, in the data's units, NaN above missing input pixels (``valid``), widened
+    by ``stretch`` (``scene_stretch``) when there is one; returns
     the writers (not yet committed) and the quicklook's views (whole scene decimated, and a detail), their
     bicubic panel upsampled from ``y`` (normalized, missing pixels filled)."""
     import numpy as np
@@ -294,7 +342,7 @@ def write_maps(scene: Scene, blend, units: Units, y, valid, progress):
         lr_valid = valid.cpu().numpy()
         for start in range(0, height, rows):
             stop = min(height, start + rows)
-            maps = blend.strip(start, stop)
+            maps = blend.strip(start, stop, None if stretch is None else stretch["per_band"])
             hr_valid = lr_valid[start // s:stop // s].repeat(s, 0).repeat(s, 1)
             lr_top, lr_bottom = max(0, start // s - 2), min(y.shape[1], stop // s + 2)
             bicubic = upsample(y[None, :, lr_top:lr_bottom], s, "bicubic", clamp=False)
@@ -336,7 +384,7 @@ def write_quicklook(path: Path, views: dict, units: Units, rgb, scale: int) -> N
                     heat=heat, rgb=rgb, stretch=stretch)
 
 
-def scene_summary(scene: Scene, blend, seconds: float, rgb) -> dict:
+def scene_summary(scene: Scene, blend, seconds: float, rgb, stretch) -> dict:
     """What was done, for ``superres.json``."""
     bands, height, width = blend.shape
     return {"checkpoint": str(scene.args.checkpoint), "image": str(scene.args.image),
@@ -348,7 +396,7 @@ def scene_summary(scene: Scene, blend, seconds: float, rgb) -> dict:
             "units": describe_units(scene.saved.normalization),
             "input_scaling": {"scale": scene.scaling.scale, "offset": scene.scaling.offset,
                               "from": scene.scaling.source},
-            "out_of_range": scene.out_of_range,
+            "out_of_range": scene.out_of_range, "calibration": stretch,
             "output_megapixels_per_second": height * width / 1e6 / seconds,
             "files": {name: path.name for name, path in scene.files.items()}}
 

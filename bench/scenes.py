@@ -20,9 +20,9 @@ Lake Constance dates are one place, left out together). For each place in turn i
    absolute error; the CRPS of the kept draws.
 
 The figures go to ``bench/results.json`` under "scenes", per place and per band. A fold already trained
-(its ``metrics.json``, its ``cnn.pt``) is read, not trained again, and one stopped midway is resumed from its
-checkpoint; ``--only-train`` stops after training, so folds can be trained apart (two machines, two sessions)
-and scored together.
+(its checkpoint through every epoch, its ``cnn.pt``) is read, not trained again, and one stopped midway is
+resumed from its checkpoint; ``--only-train`` stops after training, so folds can be trained apart (two machines,
+two sessions) and scored together.
 """
 
 import argparse
@@ -77,9 +77,9 @@ def train_fold(fold: Path, data_dir: Path, args) -> int:
     """Train the SRVAE and the CNN of one fold unless done; returns their steps."""
     epochs, steps = epochs_for(data_dir, args.crop, args.steps)
     srvae = fold / "srvae"
-    if (srvae / "checkpoint.pt").exists() and not (srvae / "metrics.json").exists():
+    if (srvae / "checkpoint.pt").exists() and not trained(srvae, epochs):
         run(["run.py", "--resume", str(srvae)])  # a fold stopped midway continues where it was
-    elif not (srvae / "metrics.json").exists():
+    elif not trained(srvae, epochs):
         run(["run.py", "--dataset", "folder", "--data-dir", str(data_dir), "--crop", str(args.crop), "--epochs",
              str(epochs), "--test-images", "200", "--seed", str(args.seed), "--out", str(srvae)])
     if not calibrated(srvae / "checkpoint.pt"):
@@ -88,6 +88,13 @@ def train_fold(fold: Path, data_dir: Path, args) -> int:
         run(["-m", "baselines.cnn", "--data-dir", str(data_dir), "--crop", str(args.crop), "--steps", str(steps),
              "--seed", str(args.seed), "--out", str(fold / "cnn.json"), "--save", str(fold / "cnn.pt")])
     return steps
+
+
+def trained(srvae: Path, epochs: int) -> bool:
+    """Whether the fold's SRVAE has run its epochs: its checkpoint holds the final weights. run.py's own
+    evaluation of the test tiles, which this benchmark does not use, may have been stopped."""
+    history = srvae / "history.csv"
+    return (srvae / "metrics.json").exists() or (history.exists() and len(history.read_text().splitlines()) > epochs)
 
 
 def calibrated(checkpoint: Path) -> bool:

@@ -1,4 +1,4 @@
-"""Issue 6: the exp-based ELU is nn.ELU's function and gradient."""
+"""The exp-based ELU is nn.ELU's function and gradient."""
 
 import torch
 from torch.nn import functional as F

@@ -1,4 +1,4 @@
-"""Issue 5: mixed precision is offered only because the explicit ELBO still agrees with Pyro's
+"""Mixed precision is offered only because the explicit ELBO still agrees with Pyro's
 under it, and training under it still learns."""
 
 import pytest

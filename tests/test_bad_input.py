@@ -1,4 +1,4 @@
-"""Issue 7, 'bad input, all of it': one table of bad command lines, data files, checkpoints and run
+"""'bad input, all of it': one table of bad command lines, data files, checkpoints and run
 configurations. Each must end with exit status 2 and a one-line message naming the problem, having
 written nothing: a new output folder is never created, an existing run folder is left byte for byte.
 

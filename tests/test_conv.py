@@ -1,4 +1,4 @@
-"""Issue 5, architectures: the convolutional networks keep the model's math (shapes, the explicit
+"""Architectures: the convolutional networks keep the model's math (shapes, the explicit
 ELBO against Pyro's), learn, and the decoder of x really uses y."""
 
 import pyro

@@ -1,4 +1,4 @@
-"""Issue 5, data: torchvision's loading code on files written here in the data sets' own formats,
+"""Data: torchvision's loading code on files written here in the data sets' own formats,
 and the paired-folder loader (PNG, TIFF, .npy; crops; per-band normalisation; bad files)."""
 
 import numpy as np

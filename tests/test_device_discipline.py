@@ -1,4 +1,4 @@
-"""Issue 5, the GPU: no tensor in a training epoch is created without naming its device.
+"""The GPU: no tensor in a training epoch is created without naming its device.
 
 On CUDA such a tensor would be made on the CPU and copied every step. This machine has no GPU,
 so the test makes the *default* device ``meta`` while CPU training runs, and records every tensor

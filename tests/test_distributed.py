@@ -1,4 +1,4 @@
-"""Issue 8: data-parallel training, two CPU processes talking through gloo.
+"""Data-parallel training, two CPU processes talking through gloo.
 
 The processes are started with ``torch.multiprocessing``; each writes what it holds to a file that
 the test then compares.

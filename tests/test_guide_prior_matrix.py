@@ -1,4 +1,4 @@
-"""Every guide kind with every prior (issue 4): training lowers the −ELBO, and the explicit ELBO
+"""Every guide kind with every prior: training lowers the −ELBO, and the explicit ELBO
 agrees with Pyro's (normal, flow: Monte Carlo) or bounds it as SPEC §4 says (mog, vamp)."""
 
 import math

@@ -1,4 +1,4 @@
-"""The local guide (SPEC §5, issue 4): per-datapoint parameters picked by index, fitted for new data."""
+"""The local guide (SPEC §5): per-datapoint parameters picked by index, fitted for new data."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The importance-weighted estimate of log p(x, y) is a true bound that converges (issue 3)."""
+"""The importance-weighted estimate of log p(x, y) is a true bound that converges."""
 
 import copy
 import math
@@ -120,7 +120,7 @@ def test_rejects_a_non_positive_k(trained, x):
 
 
 def test_the_encoder_of_y_runs_once_per_image_not_once_per_draw(trained, x):
-    """Issue 6: under a plate of K draws the guide's y site holds d(x) K times; q(u | y) is computed
+    """Under a plate of K draws the guide's y site holds d(x) K times; q(u | y) is computed
     from the N images, and the log-weights are those of the encoder run on every copy."""
     srvae, guide = trained
     seen = []

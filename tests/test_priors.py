@@ -1,4 +1,4 @@
-"""Priors of SPEC §6 (issue 4): VampPrior, a flow prior, and a prior line edited by hand."""
+"""Priors of SPEC §6: VampPrior, a flow prior, and a prior line edited by hand."""
 
 import math
 import types

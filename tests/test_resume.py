@@ -1,4 +1,4 @@
-"""Issue 7: interrupted training loses nothing, and the same seed gives the same run bit for bit.
+"""Interrupted training loses nothing, and the same seed gives the same run bit for bit.
 
 The runs here are real ``run.py`` processes: one left alone, one more left alone (reproducibility),
 one killed with SIGKILL and resumed, one stopped with SIGINT and resumed.

@@ -42,7 +42,7 @@ def test_writes_every_output_and_a_summary(finished_run):
     assert "test −ELBO, Pyro Trace_ELBO" in result.stdout and f"outputs in {out}/" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["guide"] == "amortized" and config["epochs"] == 1 and config["device"] == "cpu"
-    import pyro  # what produced the run (issue 7): package versions and the commit of this checkout
+    import pyro  # what produced the run: package versions and the commit of this checkout
 
     assert config["versions"]["torch"] == torch.__version__ and config["versions"]["pyro-ppl"] == pyro.__version__
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

@@ -1,4 +1,4 @@
-"""Issue 5 end to end: run.py on MNIST-format files and on paired multi-band folders (their bad
+"""End to end: run.py on MNIST-format files and on paired multi-band folders (their bad
 data files are in test_bad_input.py)."""
 
 import json

@@ -1,4 +1,4 @@
-"""Issue 7, numerical faults: a non-finite step never reaches the parameters; gradient clipping."""
+"""Numerical faults: a non-finite step never reaches the parameters; gradient clipping."""
 
 import itertools
 

@@ -1,4 +1,4 @@
-"""The semi-amortized guide (SPEC §5, issue 4): encoder output refined by gradient steps of the ELBO."""
+"""The semi-amortized guide (SPEC §5): encoder output refined by gradient steps of the ELBO."""
 
 import math
 

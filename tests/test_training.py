@@ -83,7 +83,7 @@ def test_training_with_warmup_records_beta_and_reports_the_unscaled_elbo(digits)
 
 
 def test_the_training_optimizer_is_fused_adam_with_adams_update():
-    """``adam`` (issue 6) is Adam's update, m/(√v + ε) with both moments bias-corrected, checked
+    """``adam`` is Adam's update, m/(√v + ε) with both moments bias-corrected, checked
     against the formula in float64 over five steps of changing gradients."""
     generator = torch.Generator().manual_seed(0)
     start = torch.randn(7, 3, generator=generator)

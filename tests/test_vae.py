@@ -1,4 +1,4 @@
-"""The plain VAE baseline (issue 3): the same framework, p(x|z) p(z), and its super-resolution."""
+"""The plain VAE baseline: the same framework, p(x|z) p(z), and its super-resolution."""
 
 import math
 

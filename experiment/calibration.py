@@ -60,8 +60,7 @@ def calibrate(path: Path, data_dir: Path | None, samples: int = 4) -> dict:
     import torch
 
     from data.folder import image_files, read_image
-    from evaluation.superres import predictive_components
-    from experiment.saved import open_saved, trained_modules
+    from experiment.saved import open_saved, predictive_draw, trained_modules
     from experiment.units import Units
     from training.checkpoint import write_atomically
 
@@ -75,12 +74,8 @@ def calibrate(path: Path, data_dir: Path | None, samples: int = 4) -> dict:
     pyro.set_rng_seed(0)
     tile = (saved.image_shape[1] // saved.scale, saved.image_shape[2] // saved.scale)
     images = [held_out_rows(read_image(file), saved.crop) for file in image_files(folder).values()]
-
-    def draw(tiles, k):
-        return predictive_components(model, guide, tiles, k, saved.sr_proposals or 0, saved.sr_fit_steps or 0)
-
-    measured = octave_ratio(draw, images, Units(saved.normalization, "cpu"), saved.scale, tile,
-                            saved.scale * (min(tile) // 4), samples, saved.downscale)
+    measured = octave_ratio(predictive_draw(model, guide, saved), images, Units(saved.normalization, "cpu"),
+                            saved.scale, tile, saved.scale * (min(tile) // 4), samples, saved.downscale)
     buffer = io.BytesIO()
     torch.save({**checkpoint, "calibration": measured}, buffer)
     write_atomically(path, buffer.getvalue())

@@ -115,3 +115,15 @@ def trained_modules(checkpoint: dict, saved: RunConfig, device: str, flag: str, 
     except CheckpointError as error:
         raise UsageError(f"{flag} {path}: {error}") from None
     return model, guide
+
+
+def predictive_draw(model, guide, saved: RunConfig):
+    """``draw(tiles, k)``: k draws of x given LR tiles and their components (``predictive_components``), with the
+    run's own importance resampling and posterior fitting (``sr_proposals``, ``sr_fit_steps``)."""
+    from evaluation.superres import predictive_components
+
+    proposals, fit_steps = saved.sr_proposals or 0, saved.sr_fit_steps or 0
+
+    def draw(tiles, k):
+        return predictive_components(model, guide, tiles, k, proposals, fit_steps)
+    return draw

@@ -205,8 +205,8 @@ def work(scene: Scene) -> int:
     import torch
 
     from evaluation.progress import Stages, clock
-    from evaluation.superres import predictive_components
     from evaluation.tiles import fill_missing, super_resolve_scene
+    from experiment.saved import predictive_draw
 
     args, saved, raster = scene.args, scene.saved, scene.raster
     model, guide = scene.modules
@@ -214,22 +214,20 @@ def work(scene: Scene) -> int:
     units = Units(saved.normalization, scene.device)
     y = units.to_model(torch.as_tensor(scene.values.astype(np.float32), device=scene.device))
     valid = torch.as_tensor(raster.valid, device=scene.device)
-    proposals, fit_steps = saved.sr_proposals or 0, saved.sr_fit_steps or 0
-
-    def draw(tiles, k):
-        return predictive_components(model, guide, tiles, k, proposals, fit_steps)
+    draw = predictive_draw(model, guide, saved)
 
     start, stages = time.perf_counter(), Stages()
     work_folder = scene.out / f".partial-{os.getpid()}"
     work_folder.mkdir()
     writers = []
     try:
-        stretch = scene_stretch(scene, draw, y, valid, stages)
+        filled = fill_missing(y, valid)
+        stretch = scene_stretch(scene, draw, filled, valid, stages)
         blend = super_resolve_scene(draw, y, valid, saved.scale, scene.tile, scene.overlap, args.samples,
                                     args.keep_samples, saved.channels, args.memory_mb * 2**20, work_folder,
                                     stages("super-resolving", unit="tiles"))
         stages("writing the maps", blend.shape[1], unit="rows")
-        writers, views = write_maps(scene, blend, stretch, units, fill_missing(y, valid), valid, stages.current)
+        writers, views = write_maps(scene, blend, stretch, units, filled, valid, stages.current)
         stages.close()
         rgb = natural_colours(args, raster, saved)
         write_quicklook(scene.files["quicklook"], views, units, rgb, saved.scale)
@@ -279,14 +277,15 @@ def work(scene: Scene) -> int:
 
 
 def scene_stretch(scene: Scene, draw, y, valid, stages) -> dict | None:
-    """The factor per band that calibrates the scene's intervals (``evaluation.calibration``): the
+    """The factor per band that calibrates the scene's intervals (``evaluation.calibration``), from ``y`` with
+    its missing pixels filled (``fill_missing``; ``valid`` leaves out the tiles that hold one): the
     checkpoint's octave ratio times the stretch measured on the scene one octave down; None without a
     ratio, or for a scene with no whole tile one octave down."""
     import numpy as np
     import torch
 
     from evaluation.calibration import band_stretch, tile_stretches
-    from evaluation.tiles import fill_missing, tile_starts
+    from evaluation.tiles import tile_starts
 
     s, (th, tw) = scene.saved.scale, scene.tile
     if scene.octave_ratio is None or y.shape[1] < s * th or y.shape[2] < s * tw:
@@ -295,7 +294,7 @@ def scene_stretch(scene: Scene, draw, y, valid, stages) -> dict | None:
     count = min(CALIBRATION_TILES, math.ceil(CALIBRATION_SHARE * own))
     stages("checking the intervals one octave down", 1, unit="step")
     with torch.random.fork_rng(devices=[] if y.device.type == "cpu" else [y.device]):  # the maps' draws as without it
-        stretches = tile_stretches(draw, fill_missing(y, valid), valid, s, scene.tile, s * scene.overlap, count,
+        stretches = tile_stretches(draw, y, valid, s, scene.tile, s * scene.overlap, count,
                                    scene.args.samples, np.random.default_rng(scene.args.seed), scene.saved.downscale)
     stages.current(1)
     if stretches.shape[1] == 0:

@@ -15,9 +15,9 @@ Lake Constance dates are one place, left out together). For each place in turn i
    its 2×2 area average, y super-resolved by ``superresolve.py`` (the SRVAE's mean, std and 5/95 % maps) and by
    the CNN in one pass (it is fully convolutional), and upsampled bicubically;
 4. scores each against x: PSNR (peak: the model's unit, reflectance 1 = 10 000), RMSE in the data's units, per
-   band; the share of x inside the 5–95 % maps, calibrated on the scene one octave down (and before, as
-   ``uncalibrated``); Spearman's correlation of the std map with the SR mean's
-   absolute error; the CRPS of the kept draws.
+   band; the share of x inside the 5–95 % maps, the SR mean moved toward bicubic and the maps calibrated by the
+   scene's check one octave down (and the model's own mean and maps before it, as ``uncalibrated``);
+   Spearman's correlation of the std map with the SR mean's absolute error; the CRPS of the kept draws.
 
 The figures go to ``bench/results.json`` under "scenes", per place and per band. A fold already trained
 (its checkpoint through every epoch, its ``cnn.pt``) is read, not trained again, and one stopped midway is
@@ -158,6 +158,20 @@ def uncertainty_scores(x: np.ndarray, maps: dict) -> dict:
             "crps_draws": int(draws.shape[0])}
 
 
+def own_maps_scores(x: np.ndarray, maps: dict, bicubic: np.ndarray, check: dict, peak: float) -> dict:
+    """The PSNR and coverage of the model's own maps, before the scene's check moved the mean toward bicubic
+    by w and widened the intervals by t (``superresolve.py``): m = b + (m' − b)/w, q = m + (q' − m')/t.
+    Empty where a band's w is 0 (its own mean is then lost)."""
+    weight = np.asarray(check["residual_weight"])[:, None, None]
+    factor = np.asarray(check["per_band"])[:, None, None]
+    if not weight.all():
+        return {}
+    own = {"mean": bicubic + (maps["mean"] - bicubic) / weight}
+    own.update({name: own["mean"] + (maps[name] - maps["mean"]) / factor for name in ("q05", "q95")})
+    held = uncertainty_scores(x, {**maps, **own})
+    return {**scores(x, own["mean"], peak), **{key: value for key, value in held.items() if key.startswith("coverage")}}
+
+
 def score_scene(path: Path, fold: Path, samples: int) -> dict:
     """The left-out scene ``path`` through the fold's SRVAE (``superresolve.py``), its CNN and bicubic."""
     x, y = wald_pair(path)
@@ -174,11 +188,8 @@ def score_scene(path: Path, fold: Path, samples: int) -> dict:
     cnn, bicubic = cnn_and_bicubic(fold / "cnn.pt", y)
     model = {**scores(x, maps["mean"], peak), **uncertainty_scores(x, maps)}
     if summary.get("calibration"):
-        model["calibration"] = summary["calibration"]
-        factor = np.asarray(summary["calibration"]["per_band"])[:, None, None]
-        raw = {name: maps["mean"] + (maps[name] - maps["mean"]) / factor for name in ("q05", "q95")}
-        model["uncalibrated"] = {key: value for key, value in uncertainty_scores(x, {**maps, **raw}).items()
-                                 if key.startswith("coverage")}
+        model["calibration"] = check = summary["calibration"]
+        model["uncalibrated"] = own_maps_scores(x, maps, bicubic, check, peak)
     return {"scene": path.stem, "shape": list(x.shape), "srvae": model,
             "cnn": scores(x, cnn, peak), "bicubic": scores(x, bicubic, peak),
             "out_of_range": summary.get("out_of_range"), "seconds": summary["seconds"]}
@@ -234,10 +245,12 @@ def summary_row(place: dict) -> dict:
     bicubic = mean(s["bicubic"]["psnr"] for s in scenes)
     cnn = mean(s["cnn"]["psnr"] for s in scenes)
     worst_band = min(min(np.subtract(s["srvae"]["psnr_per_band"], s["bicubic"]["psnr_per_band"])) for s in scenes)
+    own = [s["srvae"].get("uncalibrated", s["srvae"]) for s in scenes]
     return {"sr_psnr": sr, "bicubic_psnr": bicubic, "cnn_psnr": cnn, "sr_minus_bicubic": sr - bicubic,
             "sr_minus_cnn": sr - cnn, "worst_band_sr_minus_bicubic": float(worst_band),
             "coverage_90": mean(s["srvae"]["coverage_90"] for s in scenes),
-            "coverage_90_uncalibrated": mean(s["srvae"].get("uncalibrated", s["srvae"])["coverage_90"] for s in scenes),
+            "coverage_90_uncalibrated": mean(o.get("coverage_90", math.nan) for o in own),
+            "sr_psnr_unchecked": mean(o.get("psnr", math.nan) for o in own),
             "spearman": mean(s["srvae"]["spearman"] for s in scenes)}
 
 

@@ -30,27 +30,33 @@ def held_out_rows(image: np.ndarray, crop: int, test_fraction: float = 0.2) -> n
 def octave_ratio(draw, images: list, units, scale: int, tile: tuple[int, int], ring: int, samples: int,
                  mode: str, seed: int = 0) -> dict:
     """The stretches at the model's level and one octave down, pooled over ``images`` (data units, each
-    (C, H, W)), and their ratio per band. Images too small for one tile one octave down are skipped."""
+    (C, H, W)), and their ratio per band. Each image's mean is moved toward bicubic at both levels by the
+    residual weight found one octave down, as ``superresolve.py`` moves a scene's. Images too small for one
+    tile one octave down are skipped."""
     import torch
 
     from data.downscale import downscale
-    from evaluation.calibration import band_stretch, tile_stretches
+    from evaluation.calibration import band_stretch, residual_weight, stretches, tile_pixels
 
     generator = np.random.default_rng(seed)
-    fine, coarse, used = [], [], 0
+    fine, coarse, weights = [], [], []
     for image in images:
         x = units.to_model(torch.as_tensor(image.astype(np.float32)))
         if min(x.shape[1] // scale**2 - tile[0], x.shape[2] // scale**2 - tile[1]) < 0:
             continue
-        fine.append(tile_stretches(draw, x, None, scale, tile, ring, TILES, samples, generator, mode))
-        coarse.append(tile_stretches(draw, downscale(x, scale, mode), None, scale, tile, ring, TILES, samples,
-                                     generator, mode))
-        used += 1
-    if not used:
+        at_level = tile_pixels(draw, x, None, scale, tile, ring, TILES, samples, generator, mode)
+        one_down = tile_pixels(draw, downscale(x, scale, mode), None, scale, tile, ring, TILES, samples, generator,
+                               mode)
+        weight = residual_weight(one_down)  # what a scene y = d(x) would find, and move its maps by
+        fine.append(stretches(at_level, weight))
+        coarse.append(stretches(one_down, weight))
+        weights.append(weight)
+    if not weights:
         raise UsageError(f"no held-out rows are {scale**2 * tile[0]} pixels tall, as one tile one octave down needs")
     fine_stretch, coarse_stretch = band_stretch(torch.cat(fine, 1)), band_stretch(torch.cat(coarse, 1))
     return {"octave_ratio": [f / c for f, c in zip(fine_stretch, coarse_stretch, strict=True)],
-            "stretch": fine_stretch, "stretch_one_octave_down": coarse_stretch, "scenes": used,
+            "stretch": fine_stretch, "stretch_one_octave_down": coarse_stretch, "scenes": len(weights),
+            "residual_weight_per_scene": weights,
             "tiles_per_scene": TILES, "samples": samples}
 
 

@@ -85,13 +85,14 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                              "(B04,B03,B02 or red,green,blue); else 2,1,0 for 4+ bands in wavelength order, "
                              "0,1,2 for 3]")
     parser.add_argument("--no-calibration", dest="calibration", action="store_false",
-                        help="keep the model's own intervals. By default, for a model that carries its octave ratio "
-                             "(the bundled ones; python -m experiment.calibration RUN adds it to a run), the scene is "
-                             f"first super-resolved one octave down on {CALIBRATION_TILES} random tiles (at most half "
-                             "as many as the scene has) and compared "
-                             "with itself; each band's std, quantiles and draws are then widened or narrowed about the "
-                             "mean so that its 5–95 %% interval would hold 90 %% of the truth (docs: evaluation/"
-                             "calibration.py). The mean is not changed")
+                        help="keep the model's own mean and intervals. By default, for a model that carries its "
+                             "octave ratio (the bundled ones; python -m experiment.calibration RUN adds it to a run), "
+                             f"the scene is first super-resolved one octave down on {CALIBRATION_TILES} random tiles "
+                             "(at most half as many as the scene has) and compared with itself. Per band, the mean's "
+                             "detail over bicubic is weighed by the share w in [0, 1] that fits there best (the mean "
+                             "falls back toward bicubic where the model draws detail the scene does not support), and "
+                             "the std, quantiles and draws are widened or narrowed about that mean so that its 5–95 %% "
+                             "interval would hold 90 %% of the truth (docs: evaluation/calibration.py)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="[%(default)s: CUDA when present]")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same outputs [%(default)s]")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist in --out")
@@ -222,17 +223,17 @@ def work(scene: Scene) -> int:
     writers = []
     try:
         filled = fill_missing(y, valid)
-        stretch = scene_stretch(scene, draw, filled, valid, stages)
+        check = scene_check(scene, draw, filled, valid, stages)
         blend = super_resolve_scene(draw, y, valid, saved.scale, scene.tile, scene.overlap, args.samples,
                                     args.keep_samples, saved.channels, args.memory_mb * 2**20, work_folder,
                                     stages("super-resolving", unit="tiles"))
         stages("writing the maps", blend.shape[1], unit="rows")
-        writers, views = write_maps(scene, blend, stretch, units, filled, valid, stages.current)
+        writers, views = write_maps(scene, blend, check, units, filled, valid, stages.current)
         stages.close()
         rgb = natural_colours(args, raster, saved)
         write_quicklook(scene.files["quicklook"], views, units, rgb, saved.scale)
         seconds = time.perf_counter() - start
-        summary = scene_summary(scene, blend, seconds, rgb, stretch)
+        summary = scene_summary(scene, blend, seconds, rgb, check)
         write_text(scene.files["summary"], json.dumps(summary, indent=1))
         for writer in writers:
             writer.commit()
@@ -259,9 +260,12 @@ def work(scene: Scene) -> int:
     if summary["calibration"] is not None:
         factors = ", ".join(f"{name} ×{factor:.2f}"
                             for name, factor in zip(band_names(scene), summary["calibration"]["per_band"], strict=True))
-        print(f"intervals calibrated on the scene itself, one octave down: std and 5–95 % widths {factors}")
+        weights = ", ".join(f"{name} {weight:.2f}" for name, weight in
+                            zip(band_names(scene), summary["calibration"]["residual_weight"], strict=True))
+        print(f"checked on the scene itself, one octave down: share of the SR detail over bicubic kept {weights}; "
+              f"std and 5–95 % widths {factors}")
     elif scene.octave_ratio is not None:
-        print("intervals not calibrated: the scene one octave down has no tile free of missing pixels (the check "
+        print("mean and intervals not checked: the scene one octave down has no tile free of missing pixels (the check "
               f"needs {2 * scene.tile[0]}×{2 * scene.tile[1]} valid LR pixels)")
     if summary["missing_input_pixels"]:
         print(f"{summary['missing_input_pixels']} input pixels were missing: their outputs are NaN")
@@ -276,15 +280,16 @@ def work(scene: Scene) -> int:
     return 0
 
 
-def scene_stretch(scene: Scene, draw, y, valid, stages) -> dict | None:
-    """The factor per band that calibrates the scene's intervals (``evaluation.calibration``), from ``y`` with
-    its missing pixels filled (``fill_missing``; ``valid`` leaves out the tiles that hold one): the
-    checkpoint's octave ratio times the stretch measured on the scene one octave down; None without a
-    ratio, or for a scene with no whole tile one octave down."""
+def scene_check(scene: Scene, draw, y, valid, stages) -> dict | None:
+    """The scene's check one octave down (``evaluation.calibration``), from ``y`` with its missing pixels
+    filled (``fill_missing``; ``valid`` leaves out the tiles that hold one): the residual weight per band
+    that moves the mean toward bicubic, and the factor per band that calibrates the intervals, the
+    checkpoint's octave ratio times the stretch measured one octave down about the moved mean; None
+    without a ratio, or for a scene with no whole tile one octave down."""
     import numpy as np
     import torch
 
-    from evaluation.calibration import band_stretch, tile_stretches
+    from evaluation.calibration import band_stretch, residual_weight, stretches, tile_pixels
     from evaluation.tiles import tile_starts
 
     s, (th, tw) = scene.saved.scale, scene.tile
@@ -292,16 +297,18 @@ def scene_stretch(scene: Scene, draw, y, valid, stages) -> dict | None:
         return None
     own = len(tile_starts(y.shape[1], th, scene.overlap)) * len(tile_starts(y.shape[2], tw, scene.overlap))
     count = min(CALIBRATION_TILES, math.ceil(CALIBRATION_SHARE * own))
-    stages("checking the intervals one octave down", 1, unit="step")
+    stages("checking the maps one octave down", 1, unit="step")
     with torch.random.fork_rng(devices=[] if y.device.type == "cpu" else [y.device]):  # the maps' draws as without it
-        stretches = tile_stretches(draw, y, valid, s, scene.tile, s * scene.overlap, count,
-                                   scene.args.samples, np.random.default_rng(scene.args.seed), scene.saved.downscale)
+        pixels = tile_pixels(draw, y, valid, s, scene.tile, s * scene.overlap, count, scene.args.samples,
+                             np.random.default_rng(scene.args.seed), scene.saved.downscale)
     stages.current(1)
-    if stretches.shape[1] == 0:
+    if pixels["truth"].shape[1] == 0:
         return None
-    measured = band_stretch(stretches)
-    return {"per_band": [r * m for r, m in zip(scene.octave_ratio, measured, strict=True)],
-            "one_octave_down": measured, "octave_ratio": scene.octave_ratio, "pixels_per_band": stretches.shape[1]}
+    weight = residual_weight(pixels)
+    measured = band_stretch(stretches(pixels, weight))
+    return {"residual_weight": weight, "per_band": [r * m for r, m in zip(scene.octave_ratio, measured, strict=True)],
+            "one_octave_down": measured, "octave_ratio": scene.octave_ratio,
+            "pixels_per_band": pixels["truth"].shape[1]}
 
 
 def band_names(scene: Scene) -> list[str]:
@@ -314,9 +321,9 @@ def write_text(path: Path, text: str) -> None:
     partial_path(path).write_text(text + "\n")
 
 
-def write_maps(scene: Scene, blend, stretch, units: Units, y, valid, progress):
-    """The maps in strips of rows, in the data's units, NaN above missing input pixels (``valid``), widened
-    by ``stretch`` (``scene_stretch``) when there is one; returns
+def write_maps(scene: Scene, blend, check, units: Units, y, valid, progress):
+    """The maps in strips of rows, in the data's units, NaN above missing input pixels (``valid``), moved
+    toward bicubic and widened by the scene's ``check`` (``scene_check``) when there is one; returns
     the writers (not yet committed) and the quicklook's views (whole scene decimated, and a detail), their
     bicubic panel upsampled from ``y`` (normalized, missing pixels filled)."""
     import numpy as np
@@ -324,6 +331,7 @@ def write_maps(scene: Scene, blend, stretch, units: Units, y, valid, progress):
 
     from data.downscale import upsample
     from data.rasters import MapWriter
+    from evaluation.calibration import toward_bicubic
 
     s, (bands, height, width), keep = scene.saved.scale, blend.shape, scene.args.keep_samples
     names = band_names(scene)
@@ -341,12 +349,14 @@ def write_maps(scene: Scene, blend, stretch, units: Units, y, valid, progress):
         lr_valid = valid.cpu().numpy()
         for start in range(0, height, rows):
             stop = min(height, start + rows)
-            maps = blend.strip(start, stop, None if stretch is None else stretch["per_band"])
+            maps = blend.strip(start, stop, None if check is None else check["per_band"])
             hr_valid = lr_valid[start // s:stop // s].repeat(s, 0).repeat(s, 1)
             lr_top, lr_bottom = max(0, start // s - 2), min(y.shape[1], stop // s + 2)
             bicubic = upsample(y[None, :, lr_top:lr_bottom], s, "bicubic", clamp=False)
             bicubic = bicubic[0, :, start - s * lr_top:stop - s * lr_top]
             bicubic = bicubic.cpu().numpy()
+            if check is not None:
+                maps = toward_bicubic(maps, bicubic, np.asarray(check["residual_weight"])[:, None, None])
             shown = {name: np.where(hr_valid, image, np.nan)
                      for name, image in (("bicubic", bicubic), ("mean", maps["mean"]), ("std", maps["std"]))}
             first = (-start) % step
@@ -383,7 +393,7 @@ def write_quicklook(path: Path, views: dict, units: Units, rgb, scale: int) -> N
                     heat=heat, rgb=rgb, stretch=stretch)
 
 
-def scene_summary(scene: Scene, blend, seconds: float, rgb, stretch) -> dict:
+def scene_summary(scene: Scene, blend, seconds: float, rgb, check) -> dict:
     """What was done, for ``superres.json``."""
     bands, height, width = blend.shape
     return {"checkpoint": str(scene.args.checkpoint), "image": str(scene.args.image),
@@ -395,7 +405,7 @@ def scene_summary(scene: Scene, blend, seconds: float, rgb, stretch) -> dict:
             "units": describe_units(scene.saved.normalization),
             "input_scaling": {"scale": scene.scaling.scale, "offset": scene.scaling.offset,
                               "from": scene.scaling.source},
-            "out_of_range": scene.out_of_range, "calibration": stretch,
+            "out_of_range": scene.out_of_range, "calibration": check,
             "output_megapixels_per_second": height * width / 1e6 / seconds,
             "files": {name: path.name for name, path in scene.files.items()}}
 

@@ -54,3 +54,21 @@ def test_the_saved_cnn_applies_in_its_own_units(tmp_path):
     expected = upsample(torch.as_tensor(y)[None], 2, "bicubic", clamp=False)[0].numpy()
     np.testing.assert_allclose(cnn, expected, rtol=1e-4)
     np.testing.assert_allclose(bicubic, expected, rtol=1e-4)
+
+
+def test_the_model_s_own_maps_are_recovered_from_the_checked_ones():
+    """superresolve.py moves the mean to b + w·(m − b) and stretches the interval by t about it; undoing
+    both gives back the model's own mean, and so its PSNR and the coverage of its own interval."""
+    generator = np.random.default_rng(5)
+    x, bicubic = generator.normal(size=(3, 40, 40)), generator.normal(size=(3, 40, 40))
+    own = {"mean": x + 0.3 * generator.normal(size=x.shape)}
+    own["q05"], own["q95"] = own["mean"] - 0.4, own["mean"] + 0.5
+    weight, factor = np.array([0.5, 1.0, 0.25])[:, None, None], np.array([2.0, 0.5, 1.0])[:, None, None]
+    checked = {"mean": bicubic + weight * (own["mean"] - bicubic)}
+    checked.update({name: checked["mean"] + factor * (own[name] - own["mean"]) for name in ("q05", "q95")})
+    check = {"residual_weight": weight.ravel().tolist(), "per_band": factor.ravel().tolist()}
+    recovered = scenes.own_maps_scores(x, {**checked, "std": np.ones_like(x), "samples": x[None]}, bicubic, check, 1.0)
+    held = (own["q05"] <= x) & (x <= own["q95"])
+    assert recovered["psnr"] == pytest.approx(scenes.scores(x, own["mean"], 1.0)["psnr"], rel=1e-12)
+    assert recovered["coverage_90"] == pytest.approx(held[scenes.INNER].mean(), abs=1e-12)
+    assert scenes.own_maps_scores(x, checked, bicubic, {**check, "residual_weight": [0.0, 1.0, 1.0]}, 1.0) == {}

@@ -131,12 +131,11 @@ def test_superresolve_moves_the_mean_and_widens_the_maps_by_the_scene_s_own_chec
     assert all(0.0 <= w <= 1.0 for w in summary["residual_weight"])
     weight, factor = (np.asarray(summary[key])[:, None, None] for key in ("residual_weight", "per_band"))
     bicubic = upsample(torch.as_tensor(lr, dtype=torch.float64)[None], 2, "bicubic", clamp=False)[0].numpy()
-    span = float(lr.max() - lr.min())
-    np.testing.assert_allclose(calibrated["mean"], bicubic + weight * (plain["mean"] - bicubic), atol=1e-5 * span)
+    np.testing.assert_allclose(calibrated["mean"], bicubic + weight * (plain["mean"] - bicubic), atol=1e-3)
     np.testing.assert_allclose(calibrated["std"], factor * plain["std"], rtol=1e-4)
     for name in ("q05", "q95"):
         np.testing.assert_allclose(calibrated[name] - calibrated["mean"], factor * (plain[name] - plain["mean"]),
-                                   rtol=1e-4, atol=1e-5 * span)
+                                   rtol=1e-4, atol=1e-3)
     assert json.loads((tmp_path / "plain" / "superres.json").read_text())["calibration"] is None
 
 

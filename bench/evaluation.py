@@ -19,7 +19,6 @@ images needs fewer particles per image than over ``--test-images``.
 """
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -30,6 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from bench.__main__ import environment, synchronize
+from bench.record import record
 from data import load_dataset
 from evaluation.elbo import explicit_neg_elbo, mean_and_se, pyro_neg_elbo_repeats
 from evaluation.loglik import importance_weighted_log_likelihood
@@ -182,9 +182,7 @@ def main(argv=None) -> int:
             print(f"  IW −log p(x, y) at K = {shift['k']}: {shift['neg_log_likelihood_at_k']:.2f} nats/image; from K = "
                   f"{shift['k']} to {shift['k_full']} it falls by {shift['rise_to_k_full']:.2f} ± "
                   f"{shift['rise_to_k_full_se']:.2f} nats/image ({shift['images']} images)", flush=True)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results["evaluation"] = report
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    record(args.out, "evaluation", report)
     print(f"written to {args.out} under \"evaluation\"")
     return 0
 

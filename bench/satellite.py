@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.record import read, record
+
 ROOT = Path(__file__).resolve().parent.parent
 SRVAE_KEYS = ("sr_psnr", "sr_ssim", "sr_mae", "sr_crps", "bicubic_psnr", "bicubic_ssim", "bicubic_mae", "coverage_50",
               "coverage_90", "coverage_95", "std_error_spearman", "ause", "ause_random", "gamma_x",
@@ -110,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json", help="[%(default)s]")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    results = read(args.results)
     command = " ".join(["python run.py --dataset folder --data-dir", str(args.data_dir), *crop_flag(args.crop)])
     command += (f" --epochs {args.epochs}" if args.epochs else "") + (f" {args.run_args}" if args.run_args else "")
     entry = results.get(args.key) if isinstance(results.get(args.key), dict) else {}
@@ -127,8 +129,7 @@ def main(argv=None) -> int:
     table["srvae_minus_cnn_psnr"] = spread(row["sr_psnr"] - row["cnn_psnr"] for row in seeds)
     for key, value in table.items():
         print(f"{key:<28} {value}")
-    results[args.key] = {"command": command, "seeds": seeds, "summary": table}
-    args.results.write_text(json.dumps(results, indent=1) + "\n")
+    record(args.results, args.key, {"command": command, "seeds": seeds, "summary": table})
     return 0
 
 

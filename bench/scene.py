@@ -28,6 +28,7 @@ import pyro
 import torch
 
 from baselines.cnn import ResidualCNN
+from bench.record import read, record
 from data import downscale, upsample
 from data.folder import read_image, test_rows
 from evaluation import quality
@@ -67,14 +68,12 @@ def main(argv=None) -> int:
     parser.add_argument("--speed", action=argparse.BooleanOptionalAction, default=True, help="measure the speed")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json", help="[%(default)s]")
     args = parser.parse_args(argv)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    scene = results.get("scene", {})
+    scene = {}
     if args.speed:
         scene.update(speed(args))
     if args.checkpoint is not None:
         scene["held_out"] = held_out(args)
-    results["scene"] = scene
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    record(args.out, "scene", {**read(args.out).get("scene", {}), **scene})
     return 0
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.record import read, record
 from bench.satellite import ROOT, run
 
 DATE = re.compile(r"_\d{8}$")
@@ -140,6 +141,13 @@ def scores(x: np.ndarray, mean: np.ndarray, peak: float) -> dict:
             "psnr_per_band": (10 * np.log10(peak**2 / mse)).tolist(), "rmse_per_band": np.sqrt(mse).tolist()}
 
 
+def coverage(x: np.ndarray, maps: dict) -> dict:
+    """The share of x inside the 5–95 % maps, over bands and per band, inside ``MARGIN``."""
+    x_in = x[INNER]
+    held = (maps["q05"][INNER] <= x_in) & (x_in <= maps["q95"][INNER])
+    return {"coverage_90": float(held.mean()), "coverage_90_per_band": held.reshape(x.shape[0], -1).mean(1).tolist()}
+
+
 def uncertainty_scores(x: np.ndarray, maps: dict) -> dict:
     """Coverage of the 5–95 % maps, Spearman of std against |error| and the CRPS of the kept draws."""
     import torch
@@ -147,12 +155,11 @@ def uncertainty_scores(x: np.ndarray, maps: dict) -> dict:
     from evaluation.uncertainty import crps, spearman
 
     x_in = x[INNER]
-    held = (maps["q05"][INNER] <= x_in) & (x_in <= maps["q95"][INNER])
     error = np.abs(maps["mean"][INNER] - x_in)
     std = maps["std"][INNER]
     every = max(1, error.size // 2_000_000)  # Spearman on at most two million pixels
     draws = torch.as_tensor(maps["samples"][(slice(None), *INNER)])
-    return {"coverage_90": float(held.mean()), "coverage_90_per_band": held.reshape(x.shape[0], -1).mean(1).tolist(),
+    return {**coverage(x, maps),
             "spearman": spearman(torch.as_tensor(std.ravel()[::every]), torch.as_tensor(error.ravel()[::every])),
             "crps_per_band": crps(draws, torch.as_tensor(x_in)).reshape(x.shape[0], -1).mean(1).tolist(),
             "crps_draws": int(draws.shape[0])}
@@ -168,8 +175,7 @@ def own_maps_scores(x: np.ndarray, maps: dict, bicubic: np.ndarray, check: dict,
         return {}
     own = {"mean": bicubic + (maps["mean"] - bicubic) / weight}
     own.update({name: own["mean"] + (maps[name] - maps["mean"]) / factor for name in ("q05", "q95")})
-    held = uncertainty_scores(x, {**maps, **own})
-    return {**scores(x, own["mean"], peak), **{key: value for key, value in held.items() if key.startswith("coverage")}}
+    return {**scores(x, own["mean"], peak), **coverage(x, own)}
 
 
 def score_scene(path: Path, fold: Path, samples: int) -> dict:
@@ -226,11 +232,7 @@ def main(argv=None) -> int:
                         "scenes": [score_scene(path, fold, args.samples) for path in grouped[place]]}
         print(json.dumps({place: summary_row(table[place])}, indent=1))
     if table:
-        results = json.loads(args.results.read_text()) if args.results.exists() else {}
-        entry = results.get("scenes", {})
-        entry.update(table)
-        results["scenes"] = entry
-        args.results.write_text(json.dumps(results, indent=1) + "\n")
+        record(args.results, "scenes", {**read(args.results).get("scenes", {}), **table})
     return 0
 
 

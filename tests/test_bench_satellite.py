@@ -99,3 +99,19 @@ def test_crop_0_runs_a_folder_of_tiles_without_crop(tmp_path, monkeypatch):
                     "--results", str(results), "--key", "tiles"])
     assert "--crop" not in commands[0]
     assert json.loads(results.read_text())["tiles"]["command"] == "python run.py --dataset folder --data-dir TILES"
+
+
+def test_a_benchmark_s_entry_keeps_the_entries_written_while_it_ran(tmp_path):
+    """Two benchmarks run for hours side by side: each writes its own entry into the results file as it is
+    when it finishes, so neither erases what the other wrote meanwhile."""
+    import json
+
+    from bench.record import read, record
+
+    path = tmp_path / "results.json"
+    record(path, "first", {"value": 1})
+    started = read(path)  # a long benchmark reads the file as it starts…
+    record(path, "second", {"value": 2})  # …another one finishes meanwhile…
+    record(path, "first", {**started["first"], "value": 3})  # …and the first one finishes
+    assert json.loads(path.read_text()) == {"first": {"value": 3}, "second": {"value": 2}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]

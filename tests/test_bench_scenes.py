@@ -67,7 +67,7 @@ def test_the_model_s_own_maps_are_recovered_from_the_checked_ones():
     checked = {"mean": bicubic + weight * (own["mean"] - bicubic)}
     checked.update({name: checked["mean"] + factor * (own[name] - own["mean"]) for name in ("q05", "q95")})
     check = {"residual_weight": weight.ravel().tolist(), "per_band": factor.ravel().tolist()}
-    recovered = scenes.own_maps_scores(x, {**checked, "std": np.ones_like(x), "samples": x[None]}, bicubic, check, 1.0)
+    recovered = scenes.own_maps_scores(x, checked, bicubic, check, 1.0)
     held = (own["q05"] <= x) & (x <= own["q95"])
     assert recovered["psnr"] == pytest.approx(scenes.scores(x, own["mean"], 1.0)["psnr"], rel=1e-12)
     assert recovered["coverage_90"] == pytest.approx(held[scenes.INNER].mean(), abs=1e-12)

@@ -3,7 +3,8 @@ x̂ = bicubic(y) + f(y), f trained with MSE (DSen2's residual over an upsampled 
 
 f has the shape of the SRVAE's decoder of x without z (``model.conv.ConvXGivenYZ``): residual
 blocks at y's resolution, nearest upsampling by s, the bicubic y concatenated, residual blocks at
-x's resolution, a 3×3 convolution to the bands. It trains on the same crops (``ImageData``), with the
+x's resolution, a 3×3 convolution to the bands, seeing images in the same units as the SRVAE's networks
+(``model.conv.NetworkUnits``). It trains on the same crops (``ImageData``), with the
 same batch size, steps, Adam and learning-rate schedule as ``run.py``, so the comparison is of the
 models alone.
 
@@ -21,9 +22,9 @@ from torch import nn
 
 from data import DataError, downscale, load_dataset, upsample
 from evaluation.progress import Stages
-from experiment.config import RunConfig
+from experiment.config import RunConfig, network_units_for
 from model.activation import ELU
-from model.conv import stage, zero_last
+from model.conv import NetworkUnits, stage, zero_last
 from training.batches import epoch_batches, epoch_order
 from training.loop import adam
 from training.warmup import LR_SCHEDULES, lr_factor
@@ -32,9 +33,10 @@ from training.warmup import LR_SCHEDULES, lr_factor
 class ResidualCNN(nn.Module):
     """x̂(y) = bicubic(y) + f(y) for LR images y (N, C, H/s, W/s)."""
 
-    def __init__(self, bands: int, scale: int, channels: int = 32, blocks: int = 1):
+    def __init__(self, bands: int, scale: int, channels: int = 32, blocks: int = 1, units: dict | None = None):
         super().__init__()
         self.scale = scale
+        self.units = NetworkUnits(None if units is None else (units["low"], units["gain"]))
         self.low = nn.Sequential(nn.Conv2d(bands, channels, 3, padding=1), *stage(channels, blocks),
                                  nn.Upsample(scale_factor=scale, mode="nearest"))
         self.high = nn.Sequential(nn.Conv2d(channels + bands, channels, 3, padding=1), *stage(channels, blocks),
@@ -43,7 +45,7 @@ class ResidualCNN(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         y_big = upsample(y, self.scale, "bicubic", clamp=False)
-        return y_big + self.high(torch.cat([self.low(y), y_big], dim=1))
+        return y_big + self.units.back(self.high(torch.cat([self.low(self.units(y)), self.units(y_big)], dim=1)))
 
 
 def train_cnn(net: ResidualCNN, data, steps: int, batch_size: int = 64, lr: float = 1e-3, schedule=None,
@@ -125,7 +127,8 @@ def main(argv=None) -> int:
     default = RunConfig(dataset="folder", crop=args.crop, augment=False if args.no_augment else None)
     data = data.with_options(augment=default.augmentation(data.image_shape))  # run.py's rule
     torch.manual_seed(args.seed)
-    net = ResidualCNN(data.image_shape[0], args.scale, args.channels, args.blocks)
+    units = network_units_for(data)
+    net = ResidualCNN(data.image_shape[0], args.scale, args.channels, args.blocks, units if units != "model" else None)
     start = time.perf_counter()
     losses = train_cnn(net, data, args.steps, args.batch_size, args.lr,
                        lambda step: lr_factor(args.lr_schedule, step, args.steps), progress=True)
@@ -137,14 +140,17 @@ def main(argv=None) -> int:
         args.out.write_text(json.dumps(metrics, indent=1))
     if args.save is not None:
         torch.save({"state": net.state_dict(), "bands": data.image_shape[0], "scale": args.scale,
-                    "channels": args.channels, "blocks": args.blocks, "normalization": data.normalization}, args.save)
+                    "channels": args.channels, "blocks": args.blocks, "normalization": data.normalization,
+                    "network_units": units}, args.save)
     return 0
 
 
 def load_cnn(path: Path) -> tuple[ResidualCNN, dict, int]:
     """A network saved by ``--save``: (network, the normalization of its units, scale)."""
     saved = torch.load(path, weights_only=True)
-    net = ResidualCNN(saved["bands"], saved["scale"], saved["channels"], saved["blocks"])
+    units = saved.get("network_units", "model")  # saved before the networks had units of their own: "model"
+    net = ResidualCNN(saved["bands"], saved["scale"], saved["channels"], saved["blocks"],
+                      units if units != "model" else None)
     net.load_state_dict(saved["state"])
     net.eval()
     return net, saved["normalization"], saved["scale"]

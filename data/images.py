@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from data.crops import crop_pairs, symmetries
@@ -91,6 +92,15 @@ class ImageData:
         x · span + low; how they were chosen (``units``) and the training pixels' range (``observed``)."""
         return {"low": self.low.tolist(), "span": self.span.tolist(), "integer": self.integer, "units": self.units,
                 "observed": None if self.observed is None else [list(part) for part in self.observed]}
+
+    def band_quantiles(self, low: float, high: float, most: int = 1_000_000) -> tuple[list, list]:
+        """Per band, the ``low`` and ``high`` quantiles of the training pixels in the model's units, from at
+        most ``most`` pixels per band taken at a regular stride."""
+        bands = self.train_values.shape[1]
+        values = self.train_values.transpose(0, 1).reshape(bands, -1)
+        values = values[:, ::max(1, values.shape[1] // most)].double().cpu()
+        x = ((values - self.low.double().cpu()[:, None]) / self.span.double().cpu()[:, None]).numpy()
+        return np.quantile(x, low, axis=1).tolist(), np.quantile(x, high, axis=1).tolist()
 
     def to(self, device, train: bool = True) -> "ImageData":
         """Move every tensor to ``device`` once (small data sets live on the device); with ``train``

@@ -18,8 +18,8 @@ from training.objectives import OBJECTIVES
 from training.warmup import LR_SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda")
-DERIVED = {"gamma_init", "evaluated_checkpoint", "image_shape", "levels", "normalization", "paired", "train_images",
-           "world_size", "versions", "git_commit", "git_dirty", "version"}  # settings no flag sets
+DERIVED = {"gamma_init", "evaluated_checkpoint", "image_shape", "levels", "normalization", "network_units", "paired",
+           "train_images", "world_size", "versions", "git_commit", "git_dirty", "version"}  # settings no flag sets
 SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name not in DERIVED)
 MODES = ("resume", "evaluate")
 

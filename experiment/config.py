@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from model.networks import Architecture
 from training.progress import SPIKE_CLIP
 
-CONFIG_VERSION = 5  # 1: the untyped dictionaries written before the version was recorded; 2: no scale_network;
-# 3: no spike_clip; 4: no units (folders were mapped by their training range)
+CONFIG_VERSION = 6  # 1: the untyped dictionaries written before the version was recorded; 2: no scale_network;
+# 3: no spike_clip; 4: no units (folders were mapped by their training range); 5: no network_units
+NETWORK_QUANTILES = (0.005, 0.995)  # the networks see these quantiles of a band's training pixels at 0 and 1
 MIN_STEPS = 4000  # the default training budget's floor, in Adam steps
 IW_PIXEL_BUDGET = 64_000  # importance draws × pixel values per test image, by default
 IW_MIN_SAMPLES = 100
@@ -99,6 +100,7 @@ class RunConfig:
     image_shape: list | None = None
     levels: float | None = None
     normalization: dict | None = None
+    network_units: dict | str | None = None
     paired: bool = False
     train_images: int | None = None
     world_size: int = 1
@@ -135,8 +137,9 @@ class RunConfig:
         augment = self.augmentation(data.image_shape)
         epochs = self.epochs or default_epochs(self.dataset, len(data.train_values), self.batch_size, world_size)
         units = data.units if self.dataset == "folder" else self.units
+        network_units = self.network_units or network_units_for(data)
         return replace(self, arch=arch, noise=noise, likelihood=likelihood, nll_beta=nll_beta, augment=augment,
-                       units=units,
+                       units=units, network_units=network_units,
                        epochs=epochs, device=device, out=str(out), world_size=world_size,
                        image_shape=list(data.image_shape), levels=data.levels, normalization=data.normalization,
                        paired=data.paired, train_images=len(data.train_values), test_images=len(data.test_values),
@@ -207,7 +210,19 @@ def migrate(saved: dict) -> dict:
         saved = {**saved, "spike_clip": 0.0}  # no step was clipped unless --clip-norm said so
     if version <= 4 and saved.get("dataset") == "folder":
         saved = {**saved, "units": "range"}  # folders were mapped by their training pixels' range
+    if version <= 5:
+        saved = {**saved, "network_units": "model"}  # the networks saw the model's own units
     return {**saved, "version": CONFIG_VERSION}
+
+
+def network_units_for(data) -> dict | str:
+    """The units the conv networks see images in (``model.conv.NetworkUnits``): for fixed units (reflectance),
+    per band, c and g that put the ``NETWORK_QUANTILES`` of the training pixels at 0 and 1; "model" (the model's
+    own) for units already fitted to the training pixels' range, which span [0, 1]."""
+    if data.units == "range":
+        return "model"
+    low, high = data.band_quantiles(*NETWORK_QUANTILES)
+    return {"low": low, "gain": [1.0 / max(top - bottom, 1e-6) for bottom, top in zip(low, high, strict=True)]}
 
 
 def default_epochs(dataset: str, images: int, batch_size: int, processes: int = 1) -> int:

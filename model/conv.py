@@ -45,6 +45,37 @@ def stage(channels: int, blocks: int) -> list[nn.Module]:
     return [ResidualBlock(channels) for _ in range(blocks)]
 
 
+class NetworkUnits(nn.Module):
+    """The units the convolutional networks see images in: (x − c)·g per band, with ``c`` and ``g`` fixed when
+    the model is built (``bands``: (c, g), one value per band), and the identity without them (SPEC §2).
+
+    The model's own units may leave a band's values in a narrow part of [0, 1] (reflectance: most land
+    pixels below 0.3). Networks initialised for inputs of unit spread and trained by Adam, whose steps
+    have a fixed size in weight space, learn a detail that small less finely, so they see the band
+    spread over about [0, 1] instead, and what the decoder of x adds to y upsampled is mapped back by
+    1/g. The map is linear: nothing is clipped, and an image unlike the training ones passes through."""
+
+    def __init__(self, bands: tuple | None = None):
+        super().__init__()
+        self.identity = bands is None
+        if not self.identity:
+            low, gain = (torch.tensor(values, dtype=torch.float32)[:, None, None] for values in bands)
+            self.register_buffer("low", low, persistent=False)  # rebuilt from the configuration
+            self.register_buffer("gain", gain, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images if self.identity else (images - self.low) * self.gain
+
+    def back(self, out: torch.Tensor) -> torch.Tensor:
+        """A network's output whose first C channels are a change of the image in these units (the rest:
+        log-scales), with that change in the model's units."""
+        if self.identity:
+            return out
+        bands = self.gain.shape[0]
+        change, rest = out.split([bands, out.shape[-3] - bands], dim=-3)
+        return torch.cat([change / self.gain, rest], dim=-3)
+
+
 class ConvFeatures(nn.Module):
     """An image (…, C, H, W) → a flat feature vector of ``out_features``: a 3×3 convolution to
     ``channels``, residual blocks, and a stride-2 convolution per halving (``halvings``); with
@@ -56,9 +87,11 @@ class ConvFeatures(nn.Module):
     starts to sharpen its latent (q(z | x)'s σ falling to its floor) grows its features by orders of
     magnitude within a few steps, its latent's mean and scale with them, and training breaks down."""
 
-    def __init__(self, image_shape, channels: int = 32, blocks: int = 1, normalize: bool = False):
+    def __init__(self, image_shape, channels: int = 32, blocks: int = 1, normalize: bool = False,
+                 units: NetworkUnits | None = None):
         super().__init__()
         self.normalize = normalize
+        self.units = NetworkUnits() if units is None else units
         c, h, w = image_shape
         layers = [nn.Conv2d(c, channels, 3, padding=1), *stage(channels, blocks)]
         for _ in range(halvings(h, w)):
@@ -68,7 +101,7 @@ class ConvFeatures(nn.Module):
         self.out_features = channels * h * w
 
     def forward(self, images):
-        h = on_images(self.net, images).flatten(-3)
+        h = on_images(self.net, self.units(images)).flatten(-3)
         return F.layer_norm(h, h.shape[-1:]) if self.normalize else h
 
 
@@ -124,8 +157,9 @@ class ConvXGivenYZ(nn.Module):
     share their bands). Without ``residual`` nothing is added: the output starts at 0 (log-scales)."""
 
     def __init__(self, y_shape, latent_z: int, x_shape, scale: int, channels: int = 32, blocks: int = 1,
-                 heads: int = 1, residual: bool = True):
+                 heads: int = 1, residual: bool = True, units: NetworkUnits | None = None):
         super().__init__()
+        self.units = NetworkUnits() if units is None else units
         self.lr_maps = (channels, *y_shape[1:])
         self.scale = scale
         self.from_z = nn.Linear(latent_z, math.prod(self.lr_maps))
@@ -140,10 +174,10 @@ class ConvXGivenYZ(nn.Module):
         batch = torch.broadcast_shapes(y.shape[:-3], z.shape[:-1])
         y4 = y.expand(*batch, *y.shape[-3:]).reshape(-1, *y.shape[-3:])
         z_maps = self.from_z(z.expand(*batch, z.shape[-1])).reshape(-1, *self.lr_maps)
-        h = self.low(torch.cat([z_maps, y4], dim=1))
+        h = self.low(torch.cat([z_maps, self.units(y4)], dim=1))
         y_big = upsample(y4, self.scale, "bicubic", clamp=False)  # a scene brighter than training is not clipped
-        out = self.high(torch.cat([h, y_big], dim=1))
-        out = add_to_mean(out, y_big) if self.residual else out
+        out = self.high(torch.cat([h, self.units(y_big)], dim=1))
+        out = add_to_mean(self.units.back(out), y_big) if self.residual else out
         return out.reshape(*batch, *out.shape[-3:])
 
 

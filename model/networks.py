@@ -10,7 +10,7 @@ from torch import nn
 
 from data.downscale import upsample
 from model.activation import ELU
-from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ, MeanAndScale, add_to_mean, logit
+from model.conv import ConvFeatures, ConvImage, ConvXGivenYZ, MeanAndScale, NetworkUnits, add_to_mean, logit
 from model.scales import LATENT_SCALE_MIN, softplus_scale
 
 
@@ -76,7 +76,8 @@ class Architecture:
     heads on top of their features, which ``feature_norm`` normalizes per image (``--feature-norm``;
     ``model.conv.ConvFeatures``). With ``scale_network`` the conv decoder of x computes its per-pixel
     log-scales with a network of their own (``model.conv.MeanAndScale``), not a second head of the
-    mean's."""
+    mean's. ``network_units`` ((c, g), one value per band) is the units the conv networks see images in
+    (``model.conv.NetworkUnits``); None: the model's own."""
 
     kind: str = "mlp"
     hidden: int = 256
@@ -85,6 +86,7 @@ class Architecture:
     blocks: int = 1
     feature_norm: bool = True
     scale_network: bool = True
+    network_units: tuple | None = None
 
     def __post_init__(self):
         if self.kind not in ARCHITECTURES:
@@ -94,7 +96,7 @@ class Architecture:
         """A network from images (…, C, H, W) to flat features, and the number of features."""
         if self.kind == "mlp":
             return nn.Flatten(-3), math.prod(image_shape)
-        net = ConvFeatures(image_shape, self.channels, self.blocks, self.feature_norm)
+        net = ConvFeatures(image_shape, self.channels, self.blocks, self.feature_norm, self.units())
         return net, net.out_features
 
     def gaussian(self, in_features: int, latent_dim: int, min_scale: float = LATENT_SCALE_MIN) -> DiagonalGaussian:
@@ -112,11 +114,14 @@ class Architecture:
         ``heads`` is 2), residual over the logit of y upsampled."""
         if self.kind == "mlp":
             return YZMLP(y_shape, latent_z, x_shape, scale, self.hidden, self.depth, heads)
+        sizes = (y_shape, latent_z, x_shape, scale, self.channels, self.blocks)
         if heads == 2 and self.scale_network:
-            return MeanAndScale(ConvXGivenYZ(y_shape, latent_z, x_shape, scale, self.channels, self.blocks),
-                                ConvXGivenYZ(y_shape, latent_z, x_shape, scale, self.channels, self.blocks,
-                                             residual=False))
-        return ConvXGivenYZ(y_shape, latent_z, x_shape, scale, self.channels, self.blocks, heads)
+            return MeanAndScale(ConvXGivenYZ(*sizes, units=self.units()),
+                                ConvXGivenYZ(*sizes, residual=False, units=self.units()))
+        return ConvXGivenYZ(*sizes, heads, units=self.units())
+
+    def units(self) -> NetworkUnits:
+        return NetworkUnits(self.network_units)
 
 
 ARCHITECTURES = {"mlp": "fully connected networks on flattened images (tiny images)",

@@ -42,5 +42,7 @@ def build_model_and_guide(config, x_shape, device="cpu"):
 
 def architecture(config, x_shape) -> Architecture:
     """The networks the configuration describes for images of ``x_shape``."""
+    bands = config.network_units
+    units = (tuple(bands["low"]), tuple(bands["gain"])) if isinstance(bands, dict) else None
     return Architecture(config.architecture_for(x_shape), config.hidden, config.depth, config.channels, config.blocks,
-                        config.feature_norm, config.scale_network)
+                        config.feature_norm, config.scale_network, units)

@@ -111,3 +111,53 @@ def test_normalized_features_stay_bounded_when_adam_grows_every_weight():
             torch.testing.assert_close(after.var(-1, unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
         else:
             assert growth > 3
+
+
+def test_networks_in_their_own_units_compute_the_same_function_of_the_spread_image():
+    """A decoder of x that sees y as (y − c)·g and maps its change back by 1/g is, weight for weight, c plus
+    1/g times the plain decoder of (y − c)·g: bicubic upsampling is linear and its weights sum to one."""
+    from model.conv import ConvXGivenYZ, NetworkUnits
+
+    c, g = (0.05, 0.1, 0.3), (6.0, 8.0, 2.0)
+    torch.manual_seed(0)
+    plain = ConvXGivenYZ((3, 8, 8), 4, (3, 16, 16), 2, channels=8, heads=2)
+    torch.nn.init.normal_(plain.high[-1].weight, std=0.1)  # no longer the identity at start
+    spread = ConvXGivenYZ((3, 8, 8), 4, (3, 16, 16), 2, channels=8, heads=2, units=NetworkUnits((c, g)))
+    spread.load_state_dict(plain.state_dict())
+    assert set(spread.state_dict()) == set(plain.state_dict())  # c and g are not weights: the configuration's
+    y, z = 0.05 + 0.2 * images((3, 8, 8), 5), torch.randn(5, 4)
+    low, gain = torch.tensor(c)[:, None, None], torch.tensor(g)[:, None, None]
+    mean, log_scale = spread(y, z).chunk(2, dim=-3)
+    plain_mean, plain_log_scale = plain((y - low) * gain, z).chunk(2, dim=-3)
+    assert torch.allclose(mean, low + plain_mean / gain, atol=1e-6)
+    assert torch.allclose(log_scale, plain_log_scale, atol=1e-6)
+
+
+def test_reflectance_data_are_spread_by_their_quantiles_and_range_data_and_older_runs_are_not(tmp_path):
+    """New folder runs in fixed units put the 0.5 % and 99.5 % of each band's training pixels at 0 and 1; range
+    units (already [0, 1]) and every configuration written before keep the model's own units."""
+    import numpy as np
+
+    from data import load_dataset
+    from experiment.config import NETWORK_QUANTILES, network_units_for
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "hr").mkdir()
+    bands = np.stack([rng.integers(300, 2000, (64, 64)), rng.integers(100, 6000, (64, 64))]).astype(np.uint16)
+    np.save(tmp_path / "hr" / "scene.npy", bands)
+    data = load_dataset("folder", tmp_path, scale=2, crop=16)
+    assert data.units == "reflectance"
+    units = network_units_for(data)
+    seen = data.normalize(data.train_values).transpose(0, 1).flatten(1).double().numpy()
+    for band in range(2):
+        spread = (seen[band] - units["low"][band]) * units["gain"][band]
+        assert abs(np.quantile(spread, NETWORK_QUANTILES[0])) < 1e-6  # float32 pixels
+        assert abs(np.quantile(spread, NETWORK_QUANTILES[1]) - 1) < 1e-6
+    assert units["gain"][0] > 3 * units["gain"][1]  # the narrower band is spread the more
+    ranged = load_dataset("folder", tmp_path, scale=2, crop=16, units="range")
+    assert network_units_for(ranged) == "model"
+    resolved = RunConfig(dataset="folder", crop=16).resolved(data, "cpu", tmp_path / "run")
+    assert resolved.network_units == units
+    assert resolved.resolved(data, "cpu", tmp_path / "run").network_units == units  # a resume keeps its own
+    saved = {key: value for key, value in resolved.to_dict().items() if key != "network_units"}
+    assert RunConfig.from_dict({**saved, "version": 5}).network_units == "model"

@@ -79,10 +79,10 @@ def train_fold(fold: Path, data_dir: Path, args) -> int:
     epochs, steps = epochs_for(data_dir, args.crop, args.steps)
     srvae = fold / "srvae"
     if (srvae / "checkpoint.pt").exists() and not trained(srvae, epochs):
-        run(["run.py", "--resume", str(srvae)])  # a fold stopped midway continues where it was
+        run(["run.py", "--resume", str(srvae), "--train-only"])  # a fold stopped midway continues where it was
     elif not trained(srvae, epochs):
         run(["run.py", "--dataset", "folder", "--data-dir", str(data_dir), "--crop", str(args.crop), "--epochs",
-             str(epochs), "--test-images", "200", "--seed", str(args.seed), "--out", str(srvae)])
+             str(epochs), "--seed", str(args.seed), "--train-only", "--out", str(srvae)])
     if not calibrated(srvae / "checkpoint.pt"):
         run(["-m", "experiment.calibration", str(srvae), "--data-dir", str(data_dir)])
     if not (fold / "cnn.pt").exists():
@@ -92,8 +92,8 @@ def train_fold(fold: Path, data_dir: Path, args) -> int:
 
 
 def trained(srvae: Path, epochs: int) -> bool:
-    """Whether the fold's SRVAE has run its epochs: its checkpoint holds the final weights. run.py's own
-    evaluation of the test tiles, which this benchmark does not use, may have been stopped."""
+    """Whether the fold's SRVAE has run its epochs: its checkpoint holds the final weights (run.py's own
+    evaluation of the test tiles, which this benchmark does not use, is skipped: ``--train-only``)."""
     history = srvae / "history.csv"
     return (srvae / "metrics.json").exists() or (history.exists() and len(history.read_text().splitlines()) > epochs)
 

@@ -21,7 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DERIVED = {"gamma_init", "evaluated_checkpoint", "image_shape", "levels", "normalization", "network_units", "paired",
            "train_images", "world_size", "versions", "git_commit", "git_dirty", "version"}  # settings no flag sets
 SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name not in DERIVED)
-MODES = ("resume", "evaluate")
+MODES = ("resume", "evaluate", "train_only")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -67,6 +67,7 @@ class Defaults(RunConfig):
     """``RunConfig``'s defaults, and no run folder or checkpoint (the train mode)."""
 
     resume = evaluate = None
+    train_only = False
 
 
 def build_parser(description: str | None = None, named_only: bool = False) -> argparse.ArgumentParser:
@@ -216,6 +217,10 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
                    help="evaluate the checkpoint.pt of a finished run on a test set instead of training: its "
                         "run's --dataset and --data-dir unless given (its configuration fixes the model; the flags "
                         "below still apply)")
+    e.add_argument("--train-only", action="store_true", default=defaults.train_only,
+                   help="train and write the checkpoint, then stop: no test-set evaluation, figures or summary "
+                        "(for a benchmark that scores the model itself); python run.py --resume OUT evaluates "
+                        "the finished run later")
     e.add_argument("--local-steps", type=int, default=defaults.local_steps,
                    help="SVI steps that fit a local guide's parameters for the test images, the model frozen, "
                         "before anything is evaluated [%(default)s]")
@@ -256,19 +261,24 @@ def build_parser(description: str | None = None, named_only: bool = False) -> ar
 class Request:
     """What a command line asks for: the configuration of its flags (defaults where not given), the
     settings it named (``given``, which a resumed run may refuse), and its mode: train, continue the
-    run in the folder ``resume``, or evaluate the checkpoint ``evaluate``."""
+    run in the folder ``resume``, or evaluate the checkpoint ``evaluate``; ``train_only`` skips the
+    evaluation that follows training."""
 
     config: RunConfig
     given: frozenset
     resume: Path | None = None
     evaluate: Path | None = None
+    train_only: bool = False
 
 
 def parse(argv=None, description: str | None = None) -> Request:
     """The ``Request`` of the command line ``argv`` (default: the process's); an error in the flags ends
     the process with status 2 and one line (argparse's)."""
-    args = vars(build_parser(description).parse_args(argv))
+    parser = build_parser(description)
+    args = vars(parser.parse_args(argv))
+    if args["train_only"] and args["evaluate"] is not None:
+        parser.error("--train-only trains and --evaluate evaluates a trained run: give one of them")
     given = frozenset(vars(build_parser(description, named_only=True).parse_args(argv))) - set(MODES)
     settings = {key: args[key] for key in SETTINGS}
     settings.update(data_dir=str(settings["data_dir"]), out=None if settings["out"] is None else str(settings["out"]))
-    return Request(RunConfig(**settings), given, args["resume"], args["evaluate"])
+    return Request(RunConfig(**settings), given, args["resume"], args["evaluate"], args["train_only"])

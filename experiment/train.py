@@ -39,14 +39,16 @@ def train(request: Request) -> int:
             checks.prepare_out(out)
         return config, data, resume
 
-    return run_mode(request.config.device, prepare, lambda ranks, prepared: train_and_evaluate(*prepared, ranks),
+    return run_mode(request.config.device, prepare,
+                    lambda ranks, prepared: train_and_evaluate(*prepared, ranks, evaluate=not request.train_only),
                     lambda prepared: "" if prepared is None else
                     f"; the trained model is in {prepared[0].out}/checkpoint.pt: python run.py --resume "
                     f"{prepared[0].out} evaluates it")
 
 
-def train_and_evaluate(config, data, resume: dict | None, ranks) -> int:
-    """Train (from the start, or from the checkpoint ``resume``), then evaluate and write everything.
+def train_and_evaluate(config, data, resume: dict | None, ranks, evaluate: bool = True) -> int:
+    """Train (from the start, or from the checkpoint ``resume``), then evaluate and write everything
+    (or, without ``evaluate``, stop at the trained checkpoint).
     Under torchrun (``ranks`` of several processes) every process trains on its shards; the processes
     share the importance-weighted evaluation, process 0 does the rest and alone writes and prints,
     and its metrics are sent to all."""
@@ -104,6 +106,11 @@ def train_and_evaluate(config, data, resume: dict | None, ranks) -> int:
                   f"--lr {c.lr / 10:g}{clip_advice(stop.progress.typical_norm())}", file=sys.stderr)
         return 3
     seconds = history[-1]["seconds"] if history else 0.0
+    if not evaluate:
+        if writer:
+            print(f"trained in {seconds:.0f} s; {out}/checkpoint.pt holds the model, not evaluated: python run.py "
+                  f"--resume {out} evaluates it", file=sys.stderr)
+        return 0
 
     metrics = None
     if ranks.world_size == 1:

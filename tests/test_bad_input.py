@@ -181,6 +181,8 @@ CASES = {
                         "'fashion-mnist', 'cifar10', 'folder')"),
     "unknown objective": ("command line", lambda r, t: ["--objective", "nope"],
                           "argument --objective: invalid choice: 'nope' (choose from 'pyro', 'explicit', 'pyro-jit')"),
+    "train only and evaluate": ("command line", lambda r, t: ["--train-only", "--evaluate", t / "x.pt"],
+                                "--train-only trains and --evaluate evaluates a trained run: give one of them"),
     "abbreviated flag": ("command line", lambda r, t: ["--epoch", "3"], "unrecognized arguments: --epoch 3"),
     "zero epochs": ("command line", lambda r, t: ["--epochs", "0"],
                     "argument --epochs: must be positive and finite, got 0"),

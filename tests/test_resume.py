@@ -141,6 +141,17 @@ def test_a_finished_run_resumed_with_more_epochs_equals_the_longer_run(tmp_path)
     assert_identical(outcome(longer), outcome(out))
 
 
+def test_a_run_trained_only_writes_no_evaluation_and_resumed_evaluates_as_the_uninterrupted_run(
+        uninterrupted, tmp_path):
+    out = tmp_path / "trained-only"
+    process = start(out, "--train-only")
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    assert len(progress(out)["history"]) == len(uninterrupted["history"])  # every epoch trained
+    assert not (out / "metrics.json").exists() and not (out / "superres.npz").exists()
+    finish("--resume", str(out))
+    assert_identical(uninterrupted, outcome(out))
+
+
 def test_diverging_training_stops_with_exit_3_and_keeps_the_last_good_checkpoint(tmp_path):
     """Adam's first step at lr 10³⁰ sends the parameters to ±10³⁰; every later loss is non-finite."""
     out = tmp_path / "diverged"

@@ -9,8 +9,9 @@ Lake Constance dates are one place, left out together). For each place in turn i
 1. links the other places' files into ``--runs/without-PLACE/data/hr/``;
 2. trains the SRVAE there with the README's command at every default but the budget,
    ``python run.py --dataset folder --data-dir … --crop 32 --epochs E`` (E epochs make about ``--steps``
-   Adam steps), measures its octave ratio on those places' held-out rows (``experiment.calibration``), and
-   trains ``baselines.cnn`` on the same crops, in the same units, for the same steps;
+   Adam steps; with ``--train-only``, as the benchmark scores the model itself), measures its octave ratio
+   on those places' held-out rows (``experiment.calibration``), and trains ``baselines.cnn`` on the same
+   crops, in the same units, for the same steps;
 3. applies both to every file of the left-out place, whole, by Wald's protocol: x the 10 m scene, y = d(x)
    its 2×2 area average, y super-resolved by ``superresolve.py`` (the SRVAE's mean, std and 5/95 % maps) and by
    the CNN in one pass (it is fully convolutional), and upsampled bicubically;

@@ -108,8 +108,8 @@ def train_and_evaluate(config, data, resume: dict | None, ranks, evaluate: bool 
     seconds = history[-1]["seconds"] if history else 0.0
     if not evaluate:
         if writer:
-            print(f"trained in {seconds:.0f} s; {out}/checkpoint.pt holds the model, not evaluated: python run.py "
-                  f"--resume {out} evaluates it", file=sys.stderr)
+            print(f"trained in {seconds:.0f} s; {out}/checkpoint.pt holds the model, not evaluated: "
+                  f"{launch(ranks.world_size)} --resume {out} evaluates it", file=sys.stderr)
         return 0
 
     metrics = None

@@ -2,11 +2,12 @@
 
     python -m bench.gpu_check [--device cuda|cpu] [--small] [--out DIR]
 
-1. the CUDA tests; 2. the benchmark's table; 3. a short conv training on the Malmö scene, with its
-evaluation; 4. that model applied to the whole 600×600 scene by superresolve.py; 5. the scene's speed
-in megapixels of output per second, beside the CNN; 6. the evaluation's cost per test image beside a
-training epoch's, and its share of the default digits and MNIST runs, on the GPU. The steps run in this
-one process (the CUDA tests in pytest's). ``--small`` makes every step tiny (the digits, a 24×24
+1. the CUDA tests; 2. the benchmark's table; 3. the scene's speed in megapixels of output per second,
+beside the CNN; 4. the evaluation's cost per test image beside a training epoch's, and its share of the
+default digits and MNIST runs, on the GPU; 5. a short conv training on the Malmö scene, with its
+evaluation; 6. that model applied to the whole 600×600 scene by superresolve.py. The steps that need no
+trained model come first, so that a check stopped early still reports them. They run in this one
+process (the CUDA tests in pytest's). ``--small`` makes every step tiny (the digits, a 24×24
 scene), so that the tests know the check works on a machine without a GPU (``--device cpu``).
 """
 
@@ -74,9 +75,9 @@ def evaluation_cost(args) -> int:
     return main(["--device", args.device, *size, "--out", str(args.out / "bench.json")])
 
 
-STEPS = {"the CUDA tests": cuda_tests, "the benchmark's table": benchmark_table, "a short conv training": training,
-         "a whole scene super-resolved": scene, "the scene's speed": scene_speed,
-         "the evaluation's cost": evaluation_cost}
+STEPS = {"the CUDA tests": cuda_tests, "the benchmark's table": benchmark_table, "the scene's speed": scene_speed,
+         "the evaluation's cost": evaluation_cost, "a short conv training": training,
+         "a whole scene super-resolved": scene}
 
 
 def main(argv=None) -> int:

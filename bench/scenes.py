@@ -20,10 +20,11 @@ Lake Constance dates are one place, left out together). For each place in turn i
    scene's check one octave down (and the model's own mean and maps before it, as ``uncalibrated``);
    Spearman's correlation of the std map with the SR mean's absolute error; the CRPS of the kept draws.
 
-The figures go to ``bench/results.json`` under "scenes", per place and per band. A fold already trained
-(its checkpoint through every epoch, its ``cnn.pt``) is read, not trained again, and one stopped midway is
-resumed from its checkpoint; ``--only-train`` stops after training, so folds can be trained apart (two machines,
-two sessions) and scored together.
+The figures go to ``bench/results.json`` under ``--key`` ("scenes"), per place and per band, with the machine
+that made them (the SRVAE trains and super-resolves on CUDA when there is one; the CNN on the CPU). A fold
+already trained (its checkpoint through every epoch, its ``cnn.pt``) is read, not trained again, and one
+stopped midway is resumed from its checkpoint; ``--only-train`` stops after training, so folds can be
+trained apart (two machines, two sessions) and scored together.
 """
 
 import argparse
@@ -34,7 +35,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from bench.__main__ import environment
 from bench.record import read, record
 from bench.satellite import ROOT, run
 
@@ -101,8 +104,6 @@ def trained(srvae: Path, epochs: int) -> bool:
 
 def calibrated(checkpoint: Path) -> bool:
     """Whether the checkpoint carries its octave ratio (``experiment.calibration``)."""
-    import torch
-
     return "calibration" in torch.load(checkpoint, map_location="cpu", weights_only=True)
 
 
@@ -119,8 +120,6 @@ def wald_pair(path: Path, scale: int = 2) -> tuple[np.ndarray, np.ndarray]:
 
 def cnn_and_bicubic(cnn_file: Path, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The CNN's x̂(y) and bicubic(y), in the data's units, from the CNN saved with its units."""
-    import torch
-
     from baselines.cnn import load_cnn
     from data import upsample
     from experiment.units import Units
@@ -151,8 +150,6 @@ def coverage(x: np.ndarray, maps: dict) -> dict:
 
 def uncertainty_scores(x: np.ndarray, maps: dict) -> dict:
     """Coverage of the 5–95 % maps, Spearman of std against |error| and the CRPS of the kept draws."""
-    import torch
-
     from evaluation.uncertainty import crps, spearman
 
     x_in = x[INNER]
@@ -216,6 +213,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "scenes", help="the folds' folder [%(default)s]")
     parser.add_argument("--only-train", action="store_true", help="train the folds, score nothing")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json", help="[%(default)s]")
+    parser.add_argument("--key", default="scenes",
+                        help="the entry of --results the places are merged into [%(default)s]")
     args = parser.parse_args(argv)
     grouped = places(args.data_dir)
     chosen = args.places or sorted(grouped)
@@ -230,10 +229,11 @@ def main(argv=None) -> int:
         if args.only_train:
             continue
         table[place] = {"steps": steps, "trained_on": sorted(p for p in grouped if p != place),
-                        "scenes": [score_scene(path, fold, args.samples) for path in grouped[place]]}
+                        "scenes": [score_scene(path, fold, args.samples) for path in grouped[place]],
+                        "machine": environment("cuda" if torch.cuda.is_available() else "cpu")}
         print(json.dumps({place: summary_row(table[place])}, indent=1))
     if table:
-        record(args.results, "scenes", {**read(args.results).get("scenes", {}), **table})
+        record(args.results, args.key, {**read(args.results).get(args.key, {}), **table})
     return 0
 
 

@@ -7,8 +7,8 @@ inputs give .npy.
     python superresolve.py sentinel2-rgbn scene.tif --out scene-sr        (the bundled Sentinel-2 model)
     python superresolve.py runs/malmo/checkpoint.pt scene.tif --out scene-sr
 
-Exit status: 0 done; 2 bad input (one line on stderr, nothing written); 130 stopped by Ctrl-C (nothing
-written).
+Exit status: 0 done; 2 bad input (one line on stderr, nothing written); 130 or 143 stopped by Ctrl-C or
+SIGTERM (nothing written).
 """
 
 import sys

@@ -20,8 +20,9 @@ def open_ranks(device: str):
 
 def run_mode(device: str, prepare, work, interrupted_hint=lambda prepared: "", prog: str = "run.py") -> int:
     """``prepare(ranks)`` (the checks and loading, raising ``UsageError``), then ``work(ranks, prepared)``.
-    Every process stops if any must, with one line saying why (status 2); Ctrl-C outside training
-    (which stops on its own) ends with status 130 and ``interrupted_hint``; ``prog`` names the command."""
+    Every process stops if any must, with one line saying why (status 2); Ctrl-C or SIGTERM outside training
+    (which stops on its own) ends with status 130 or 143 and ``interrupted_hint``, after the clean-up of
+    whatever was being written; ``prog`` names the command."""
     ranks = open_ranks(device)
     prepared, failure = None, None
     try:
@@ -39,17 +40,22 @@ def run_mode(device: str, prepare, work, interrupted_hint=lambda prepared: "", p
 
     import pyro
 
+    from training.interrupt import Terminated, sigterm_as_interrupt
+
     pyro.enable_validation(False)  # argument checks cost time in the hot loop; the tests run with them on
     try:
-        status = work(ranks, prepared)
+        with sigterm_as_interrupt():
+            status = work(ranks, prepared)
     except UsageError as error:  # found once the modules are built (by every process), before any write
         if ranks.rank == 0:
             print(f"{prog}: error: {error}", file=sys.stderr)
         status = 2
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted{interrupted_hint(prepared)}", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print(f"\n{prog}: {'stopped by SIGTERM' if terminated else 'interrupted'}{interrupted_hint(prepared)}",
+              file=sys.stderr)
         ranks.close(wait=False)
-        return 130
+        return 143 if terminated else 130
     except BaseException:
         ranks.close(wait=False)  # the other processes may be inside a collective: no barrier to wait at
         raise

@@ -263,6 +263,32 @@ def test_an_interrupted_scene_leaves_nothing_behind(checkpoint, tmp_path, monkey
     assert not (tmp_path / "out").exists()
 
 
+def test_a_scene_stopped_by_sigterm_leaves_nothing_behind_and_says_so(checkpoint, tmp_path, monkeypatch, capsys):
+    """A scheduler's SIGTERM midway takes Ctrl-C's clean-up path (no scratch folder, no map) and status 143."""
+    import os
+    import signal
+
+    import evaluation.superres
+
+    real, calls = evaluation.superres.predictive_components, []
+
+    def terminated(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation.superres, "predictive_components", terminated)
+    np.save(tmp_path / "scene.npy", lr_values())
+    handler = signal.getsignal(signal.SIGTERM)
+    status = superresolve([str(checkpoint), str(tmp_path / "scene.npy"), "--samples", "2", "--memory-mb", "1",
+                           "--out", str(tmp_path / "out")])
+    assert status == 143 and len(calls) == 2
+    assert not (tmp_path / "out").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "superresolve.py: stopped by SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is handler  # the handler is the process's again
+
+
 def test_generalized_normal_pixels_take_their_std_and_quantiles_from_their_mixture(tmp_path):
     """With a gennorm likelihood even one draw per tile gives a std and quantiles (of its component): the 5 %
     and 95 % quantiles bracket the mean, and the std is positive (an untrained model's σ)."""

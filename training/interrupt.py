@@ -1,5 +1,5 @@
-"""Ctrl-C, or a scheduler's SIGTERM, during training: finish the step, write a
-checkpoint, stop cleanly."""
+"""Ctrl-C, or a scheduler's SIGTERM: during training, finish the step, write a checkpoint, stop cleanly;
+elsewhere, stop at once through the same clean-up paths as Ctrl-C (nothing half-written)."""
 
 import signal
 import sys
@@ -45,3 +45,22 @@ def stop_on_signals():
     finally:
         for signum in SIGNALS:
             signal.signal(signum, previous[signum])
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would raise ``KeyboardInterrupt``, so that one clean-up path serves both."""
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block SIGTERM raises ``Terminated`` instead of ending the process where it stands (the
+    default), which would leave scratch files behind; the previous handler is restored after."""
+
+    def handler(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,4 +1,4 @@
-"""Every check that needs a GPU, in one go, printing its figures (under 8 minutes on one GPU):
+"""Every check that needs a GPU, in one go, printing its figures (a few minutes on one GPU):
 
     python -m bench.gpu_check [--device cuda|cpu] [--small] [--out DIR]
 

@@ -1,7 +1,8 @@
 """Interrupted training loses nothing, and the same seed gives the same run bit for bit.
 
-The runs here are real ``run.py`` processes: one left alone, one more left alone (reproducibility),
-one killed with SIGKILL and resumed, one stopped with SIGINT and resumed.
+The runs here are real ``run.py`` processes: one left alone, one more of the same seed trained only and then
+resumed for its evaluation (reproducibility), one killed with SIGKILL and resumed, one stopped with SIGINT and
+resumed.
 """
 
 import json
@@ -83,15 +84,6 @@ def uninterrupted(tmp_path_factory) -> dict:
     return outcome(out)
 
 
-def test_the_same_seed_gives_the_same_run_bit_for_bit(uninterrupted, tmp_path):
-    out = tmp_path / "again"
-    process = start(out)
-    assert process.wait(timeout=300) == 0, process.stderr.read()
-    again = outcome(out)
-    assert len(again["history"]) == 5 and again["history"][-1]["skipped_steps"] == 0
-    assert_identical(uninterrupted, again)
-
-
 def test_a_run_killed_with_sigkill_and_resumed_is_the_uninterrupted_run(uninterrupted, tmp_path):
     out = tmp_path / "killed"
     process = start(out)
@@ -141,15 +133,19 @@ def test_a_finished_run_resumed_with_more_epochs_equals_the_longer_run(tmp_path)
     assert_identical(outcome(longer), outcome(out))
 
 
-def test_a_run_trained_only_writes_no_evaluation_and_resumed_evaluates_as_the_uninterrupted_run(
-        uninterrupted, tmp_path):
+def test_the_same_seed_gives_the_same_run_bit_for_bit_also_trained_only_and_then_evaluated(uninterrupted, tmp_path):
+    """A second run of the same seed stopped at its trained checkpoint (``--train-only``: no metrics, no SR
+    samples) and resumed for its evaluation is the uninterrupted run bit for bit: training and evaluation
+    are reproducible, and splitting them changes neither."""
     out = tmp_path / "trained-only"
     process = start(out, "--train-only")
     assert process.wait(timeout=300) == 0, process.stderr.read()
-    assert len(progress(out)["history"]) == len(uninterrupted["history"])  # every epoch trained
+    assert len(progress(out)["history"]) == len(uninterrupted["history"]) == 5  # every epoch trained
     assert not (out / "metrics.json").exists() and not (out / "superres.npz").exists()
     finish("--resume", str(out))
-    assert_identical(uninterrupted, outcome(out))
+    again = outcome(out)
+    assert again["history"][-1]["skipped_steps"] == 0
+    assert_identical(uninterrupted, again)
 
 
 def test_diverging_training_stops_with_exit_3_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -22,6 +22,8 @@ from torch import nn
 
 from data import DataError, downscale, load_dataset, upsample
 from evaluation.progress import Stages
+from experiment.checks import UsageError, resolve_device
+from experiment.cli import DEVICES
 from experiment.config import RunConfig, network_units_for
 from model.activation import ELU
 from model.conv import NetworkUnits, stage, zero_last
@@ -49,12 +51,13 @@ class ResidualCNN(nn.Module):
 
 
 def train_cnn(net: ResidualCNN, data, steps: int, batch_size: int = 64, lr: float = 1e-3, schedule=None,
-              progress: bool = False) -> list[float]:
+              progress: bool = False, device=None) -> list[float]:
     """Adam on the mean squared error of x̂(y) over ``steps`` minibatches of fresh training crops, in the
     epoch order the SRVAE's loop uses; ``schedule(step)`` multiplies the learning rate. Returns the
-    losses. With ``progress``, a bar on a terminal, else a line every tenth of the steps (``Stages``)."""
+    losses. With ``progress``, a bar on a terminal, else a line every tenth of the steps (``Stages``). The
+    batches go to ``device`` (the network's; by default the data's)."""
     optimizer = adam(net.parameters(), lr)
-    device = data.train_values.device
+    device = data.train_values.device if device is None else torch.device(device)
     stage = Stages()("training the CNN", steps, "steps") if progress else None
     losses = []
     while len(losses) < steps:
@@ -115,13 +118,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-augment", action="store_true", help="no random flips and rotations of the training "
                         "images (by default they have them when square, as run.py's)")
     parser.add_argument("--seed", type=int, default=0, help="[%(default)s]")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where it trains [%(default)s: CUDA when present]; it is evaluated on the CPU")
     parser.add_argument("--out", type=Path, default=None, help="write the metrics as JSON there")
     parser.add_argument("--save", type=Path, default=None,
                         help="save the trained network with its units there (a state dict, for load_cnn)")
     args = parser.parse_args(argv)
     try:
+        device = resolve_device(args.device)
         data = load_dataset("folder", args.data_dir, scale=args.scale, crop=args.crop)
-    except DataError as error:
+    except (DataError, UsageError) as error:
         print(f"baselines.cnn: error: {error}", file=sys.stderr)
         return 2
     default = RunConfig(dataset="folder", crop=args.crop, augment=False if args.no_augment else None)
@@ -130,9 +136,10 @@ def main(argv=None) -> int:
     units = network_units_for(data)
     net = ResidualCNN(data.image_shape[0], args.scale, args.channels, args.blocks, units if units != "model" else None)
     start = time.perf_counter()
-    losses = train_cnn(net, data, args.steps, args.batch_size, args.lr,
-                       lambda step: lr_factor(args.lr_schedule, step, args.steps), progress=True)
+    losses = train_cnn(net.to(device), data, args.steps, args.batch_size, args.lr,
+                       lambda step: lr_factor(args.lr_schedule, step, args.steps), progress=True, device=device)
     seconds = time.perf_counter() - start  # training only, as the SRVAE's train_seconds
+    net.cpu()
     metrics = {**evaluate_cnn(net, data), "steps": args.steps, "final_loss": losses[-1], "seed": args.seed,
                "parameters": sum(p.numel() for p in net.parameters()), "seconds": seconds}
     print(json.dumps(metrics, indent=1))

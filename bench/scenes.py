@@ -21,7 +21,7 @@ Lake Constance dates are one place, left out together). For each place in turn i
    Spearman's correlation of the std map with the SR mean's absolute error; the CRPS of the kept draws.
 
 The figures go to ``bench/results.json`` under ``--key`` ("scenes"), per place and per band, with the machine
-that made them (the SRVAE trains and super-resolves on CUDA when there is one; the CNN on the CPU). A fold
+that made them (both models train, and the SRVAE super-resolves, on CUDA when there is one). A fold
 already trained (its checkpoint through every epoch, its ``cnn.pt``) is read, not trained again, and one
 stopped midway is resumed from its checkpoint; ``--only-train`` stops after training, so folds can be
 trained apart (two machines, two sessions) and scored together.

@@ -44,3 +44,20 @@ def test_conv_training_steps_on_cuda_from_device_data_and_from_the_host_loader(t
         history = train(srvae, guide, data, make_objective("pyro", srvae, guide), options)
         assert x.is_cuda and y.is_cuda and all(math.isfinite(row["train_loss"]) for row in history)
         assert history[-1]["test_loss"] < history[0]["test_loss"]
+
+
+def test_the_cnn_baseline_trains_on_cuda_from_host_data(tmp_path):
+    """The CNN's batches come from the host data to the network's device, and the error falls there."""
+    import numpy as np
+
+    from baselines.cnn import ResidualCNN, train_cnn
+    from data import load_dataset
+
+    (tmp_path / "hr").mkdir()
+    np.save(tmp_path / "hr" / "a.npy", np.kron(np.random.default_rng(0).random((2, 32, 24)),
+                                                np.ones((1, 2, 2))).astype(np.float32))
+    data = load_dataset("folder", tmp_path, scale=2, crop=8)
+    torch.manual_seed(0)
+    net = ResidualCNN(2, 2, channels=8).to("cuda")
+    losses = train_cnn(net, data, steps=60, batch_size=16, lr=3e-3, device="cuda")
+    assert next(net.parameters()).is_cuda and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])

@@ -51,13 +51,13 @@ class ResidualCNN(nn.Module):
 
 
 def train_cnn(net: ResidualCNN, data, steps: int, batch_size: int = 64, lr: float = 1e-3, schedule=None,
-              progress: bool = False, device=None) -> list[float]:
+              progress: bool = False) -> list[float]:
     """Adam on the mean squared error of x̂(y) over ``steps`` minibatches of fresh training crops, in the
     epoch order the SRVAE's loop uses; ``schedule(step)`` multiplies the learning rate. Returns the
     losses. With ``progress``, a bar on a terminal, else a line every tenth of the steps (``Stages``). The
-    batches go to ``device`` (the network's; by default the data's)."""
+    batches go to the network's device, from wherever the data live."""
     optimizer = adam(net.parameters(), lr)
-    device = data.train_values.device if device is None else torch.device(device)
+    device = next(net.parameters()).device
     stage = Stages()("training the CNN", steps, "steps") if progress else None
     losses = []
     while len(losses) < steps:
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     net = ResidualCNN(data.image_shape[0], args.scale, args.channels, args.blocks, units if units != "model" else None)
     start = time.perf_counter()
     losses = train_cnn(net.to(device), data, args.steps, args.batch_size, args.lr,
-                       lambda step: lr_factor(args.lr_schedule, step, args.steps), progress=True, device=device)
+                       lambda step: lr_factor(args.lr_schedule, step, args.steps), progress=True)
     seconds = time.perf_counter() - start  # training only, as the SRVAE's train_seconds
     net.cpu()
     metrics = {**evaluate_cnn(net, data), "steps": args.steps, "final_loss": losses[-1], "seed": args.seed,

@@ -59,5 +59,5 @@ def test_the_cnn_baseline_trains_on_cuda_from_host_data(tmp_path):
     data = load_dataset("folder", tmp_path, scale=2, crop=8)
     torch.manual_seed(0)
     net = ResidualCNN(2, 2, channels=8).to("cuda")
-    losses = train_cnn(net, data, steps=60, batch_size=16, lr=3e-3, device="cuda")
+    losses = train_cnn(net, data, steps=60, batch_size=16, lr=3e-3)
     assert next(net.parameters()).is_cuda and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])

@@ -24,7 +24,8 @@ The figures go to ``bench/results.json`` under ``--key`` ("scenes"), per place a
 that made them (both models train, and the SRVAE super-resolves, on CUDA when there is one). A fold
 already trained (its checkpoint through every epoch, its ``cnn.pt``) is read, not trained again, and one
 stopped midway is resumed from its checkpoint; ``--only-train`` stops after training, so folds can be
-trained apart (two machines, two sessions) and scored together.
+trained apart (two machines, two sessions) and scored together. ``--table`` trains and scores nothing: it
+prints the places stored under ``--key`` as the README's Markdown table.
 """
 
 import argparse
@@ -215,7 +216,15 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json", help="[%(default)s]")
     parser.add_argument("--key", default="scenes",
                         help="the entry of --results the places are merged into [%(default)s]")
+    parser.add_argument("--table", action="store_true",
+                        help="print the places stored under --key as a Markdown table, and do nothing else")
     args = parser.parse_args(argv)
+    if args.table:
+        stored = read(args.results).get(args.key)
+        if not stored:
+            parser.error(f"--table: {args.results} has no places under --key {args.key}")
+        print("\n".join(markdown_table(stored)))
+        return 0
     grouped = places(args.data_dir)
     chosen = args.places or sorted(grouped)
     unknown = sorted(set(chosen) - set(grouped))
@@ -255,6 +264,22 @@ def summary_row(place: dict) -> dict:
             "coverage_90_uncalibrated": mean(o.get("coverage_90", math.nan) for o in own),
             "sr_psnr_unchecked": mean(o.get("psnr", math.nan) for o in own),
             "spearman": mean(s["srvae"]["spearman"] for s in scenes)}
+
+
+def markdown_table(stored: dict) -> list[str]:
+    """The README's leave-one-place-out table: a row per place of ``summary_row``, in dB but for the maps' share
+    and Spearman's correlation; the model's own figures (before the scene's check) in parentheses."""
+    rows = ["| left out | SR mean (model's own) | CNN | bicubic | SR − bicubic | worst band SR − bicubic (any date) "
+            "| SR − CNN | 5–95 % maps hold (model's own) | Spearman(std, error) |", "|---" * 9 + "|"]
+    for place in sorted(stored):
+        scenes, row = stored[place]["scenes"], summary_row(stored[place])
+        shape = " × ".join(str(n) for n in scenes[0]["shape"][1:])
+        name = f"{place} ({len(scenes)} scenes, {shape})" if len(scenes) > 1 else f"{place} ({shape})"
+        rows.append(f"| {name} | {row['sr_psnr']:.2f} dB ({row['sr_psnr_unchecked']:.2f}) | {row['cnn_psnr']:.2f} "
+                    f"| {row['bicubic_psnr']:.2f} | {row['sr_minus_bicubic']:+.2f} "
+                    f"| {row['worst_band_sr_minus_bicubic']:+.2f} | {row['sr_minus_cnn']:+.2f} "
+                    f"| {row['coverage_90']:.3f} ({row['coverage_90_uncalibrated']:.3f}) | {row['spearman']:.2f} |")
+    return rows
 
 
 if __name__ == "__main__":

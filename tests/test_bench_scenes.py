@@ -72,3 +72,18 @@ def test_the_model_s_own_maps_are_recovered_from_the_checked_ones():
     assert recovered["psnr"] == pytest.approx(scenes.scores(x, own["mean"], 1.0)["psnr"], rel=1e-12)
     assert recovered["coverage_90"] == pytest.approx(held[scenes.INNER].mean(), abs=1e-12)
     assert scenes.own_maps_scores(x, checked, bicubic, {**check, "residual_weight": [0.0, 1.0, 1.0]}, 1.0) == {}
+
+
+def test_the_table_averages_a_place_s_dates_and_takes_its_worst_band():
+    def scene(sr, bicubic, cnn, coverage):
+        return {"shape": [4, 436, 388], "srvae": {"psnr": float(np.mean(sr)), "psnr_per_band": sr,
+                                                   "coverage_90": coverage, "spearman": 0.5},
+                "bicubic": {"psnr": float(np.mean(bicubic)), "psnr_per_band": bicubic},
+                "cnn": {"psnr": cnn}}
+    stored = {"lake": {"scenes": [scene([40.0, 42.0], [39.0, 41.6], 40.5, 0.88),
+                                  scene([38.0, 40.0], [37.0, 38.0], 39.0, 0.92)]}}
+    header, rule, row = scenes.markdown_table(stored)
+    assert header.count("|") == rule.count("|") == row.count("|") == 10
+    # SR 40.0, bicubic 38.9, CNN 39.75; worst band 42.0 − 41.6; maps 0.90; no "uncalibrated": the checked figures
+    assert row == ("| lake (2 scenes, 436 × 388) | 40.00 dB (40.00) | 39.75 | 38.90 | +1.10 | +0.40 | +0.25 "
+                   "| 0.900 (0.900) | 0.50 |")
